@@ -1,0 +1,99 @@
+//! Reading a request body safely: content type, gzip with a limit on the *decompressed* size,
+//! and splitting an event-or-batch envelope without parsing any event twice over.
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::api_error::ApiError;
+
+/// Reads the whole body, decompressing gzip, refusing anything over `limit` bytes.
+///
+/// # Errors
+/// `BodyTooLarge`, `UnsupportedEncoding`, or `InvalidBody` for a corrupt gzip stream.
+pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::BodyTooLarge { limit })?;
+    match encoding.as_str() {
+        "" | "identity" => Ok(raw),
+        "gzip" | "x-gzip" => {
+            let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+            // One byte past the limit is enough to know a bomb is a bomb.
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::InvalidBody(format!("gzip body cannot be decompressed: {e}")))?;
+            if out.len() > limit {
+                return Err(ApiError::BodyTooLarge { limit });
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(ApiError::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+/// Refuses content types that cannot hold JSON (forms, multipart). A missing type and
+/// `text/plain` (what `sendBeacon` sends) are read as JSON.
+///
+/// # Errors
+/// `UnsupportedMediaType`.
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let ct = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json_like = ct.is_empty() || ct == "text/plain" || ct == "application/json" || ct.ends_with("+json");
+    if json_like { Ok(()) } else { Err(ApiError::UnsupportedMediaType(ct)) }
+}
+
+/// The top level of a body: one event, or a batch, plus any key fields.
+pub struct Envelope<'a> {
+    /// The events, each as its raw JSON text (whose length is the event's size).
+    pub events: Vec<&'a RawValue>,
+    /// Whether the body was a `{"batch": ...}`.
+    pub is_batch: bool,
+    /// `key` (browser door) from the top level.
+    pub key: Option<String>,
+    /// `writeKey` (Segment) from the top level.
+    pub write_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Top<'a> {
+    #[serde(borrow, default)]
+    batch: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default, rename = "writeKey")]
+    write_key: Option<String>,
+}
+
+/// Splits a body into events.
+///
+/// # Errors
+/// `InvalidJson`, `InvalidBody` (not an object, `batch` not an array), `EmptyBatch`,
+/// `BatchTooLarge`.
+pub fn split(bytes: &[u8], max_batch_events: usize) -> Result<Envelope<'_>, ApiError> {
+    let whole: &RawValue = serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    if !whole.get().trim_start().starts_with('{') {
+        return Err(ApiError::InvalidBody("the body must be an event object or {\"batch\": [...]}".into()));
+    }
+    let top: Top<'_> = serde_json::from_str(whole.get()).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    match top.batch {
+        Some(events) => {
+            if events.is_empty() {
+                return Err(ApiError::EmptyBatch);
+            }
+            if events.len() > max_batch_events {
+                return Err(ApiError::BatchTooLarge { limit: max_batch_events, got: events.len() });
+            }
+            Ok(Envelope { events, is_batch: true, key: top.key, write_key: top.write_key })
+        }
+        None => Ok(Envelope { events: vec![whole], is_batch: false, key: top.key, write_key: top.write_key }),
+    }
+}

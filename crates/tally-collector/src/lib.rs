@@ -1,0 +1,41 @@
+//! tally's HTTP ingestion: the event doors of PRODUCT.md §2, the admin API, and the
+//! [`pipeline`] that turns request bodies into durably stored events.
+//!
+//! Not here: listening on sockets and shutdown (the `tally` binary), delivery (the outbox).
+//! The collector never calls a destination.
+
+pub mod api_error;
+pub mod body;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod routes;
+pub mod sources;
+pub mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use state::CollectorState;
+
+/// The collector's routes.
+pub fn router(state: CollectorState) -> Router {
+    use routes::{admin, events, health};
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/events", post(events::server_events))
+        .route("/v1/collect", post(events::browser_collect).options(events::browser_preflight))
+        .route("/v1/track", post(events::segment_track))
+        .route("/v1/page", post(events::segment_page))
+        .route("/v1/identify", post(events::segment_identify))
+        .route("/v1/batch", post(events::segment_batch))
+        .route("/v1/ledger/{event_id}", get(admin::ledger))
+        .route("/v1/quarantine", get(admin::quarantine))
+        .route("/v1/quarantine/replay", post(admin::replay))
+        .route("/v1/stats/dedup", get(admin::dedup_stats))
+        // Body limits are enforced per door after decompression (see `body::read`).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

@@ -1,0 +1,140 @@
+//! The admin API (`Authorization: Bearer <admin_token>`): ledger, quarantine, replay, dedup
+//! statistics. Source keys never open it.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tally_core::timestamp::Timestamp;
+use tally_store::{QuarantineFilter, QuarantineStatus};
+
+use super::events::bearer;
+use crate::api_error::ApiError;
+use crate::state::CollectorState;
+
+fn authorize(state: &CollectorState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.admin_token else { return Err(ApiError::AdminDisabled) };
+    match bearer(headers) {
+        Some(given) if token.matches(given) => Ok(()),
+        _ => Err(ApiError::AdminUnauthorized),
+    }
+}
+
+fn store_error(e: tally_store::StoreError) -> ApiError {
+    tracing::warn!(error = %e, "Admin API store read failed.");
+    ApiError::StoreUnavailable
+}
+
+/// `GET /v1/ledger/{event_id}`: every stored event with this ID, merged, with every copy.
+pub async fn ledger(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let entries = state.pipeline.store.ledger(&event_id).await.map_err(store_error)?;
+    if entries.is_empty() {
+        return Err(ApiError::NotFound(format!("no event with ID `{event_id}`")));
+    }
+    Ok(Json(json!({"event_id": event_id, "events": entries})))
+}
+
+/// Query of `GET /v1/quarantine` and `POST /v1/quarantine/replay`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineQuery {
+    /// `open` (default for replay) or `replayed`.
+    pub status: Option<String>,
+    /// Reason code.
+    pub code: Option<String>,
+    /// Event name.
+    pub event: Option<String>,
+    /// Rows after this ID.
+    pub after: Option<i64>,
+    /// Page size (≤ 1000).
+    pub limit: Option<u32>,
+}
+
+impl QuarantineQuery {
+    fn filter(self) -> Result<QuarantineFilter, ApiError> {
+        let status = match self.status.as_deref() {
+            None | Some("all") => None,
+            Some("open") => Some(QuarantineStatus::Open),
+            Some("replayed") => Some(QuarantineStatus::Replayed),
+            Some(other) => {
+                return Err(ApiError::BadQuery {
+                    code: "invalid_status",
+                    message: format!("status `{other}` is not one of open, replayed, all"),
+                });
+            }
+        };
+        Ok(QuarantineFilter {
+            status,
+            code: self.code,
+            event_name: self.event,
+            after_id: self.after,
+            limit: Some(self.limit.unwrap_or(100).min(1000)),
+        })
+    }
+}
+
+/// `GET /v1/quarantine`: refused events with their reasons, oldest first.
+pub async fn quarantine(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    Query(query): Query<QuarantineQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let rows = state.pipeline.store.quarantine(query.filter()?).await.map_err(store_error)?;
+    let next_after = rows.last().map(|r| r.id);
+    Ok(Json(json!({"quarantine": rows, "next_after": next_after})))
+}
+
+/// `POST /v1/quarantine/replay`: re-runs open rows through the current plan.
+pub async fn replay(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    Query(query): Query<QuarantineQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let mut filter = query.filter()?;
+    filter.limit = None;
+    let summary = state.pipeline.replay_quarantine(filter, state.clock.now()).await.map_err(store_error)?;
+    Ok(Json(json!(summary)))
+}
+
+/// Query of `GET /v1/stats/dedup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    /// Start of the period (RFC 3339 or Unix time); default: 7 days ago.
+    pub since: Option<String>,
+}
+
+/// `GET /v1/stats/dedup`: dedup rate, ghosts, collisions and source pairs per event.
+pub async fn dedup_stats(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    Query(query): Query<StatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let since = match query.since {
+        None => Timestamp::from_millis(state.clock.now().millis() - 7 * 86_400_000),
+        Some(s) => {
+            let v = s.parse::<i64>().map(Value::from).unwrap_or(Value::String(s));
+            Timestamp::from_json(&v).map_err(|e| ApiError::BadQuery { code: "invalid_since", message: e.to_string() })?
+        }
+    };
+    let stats = state.pipeline.store.dedup_stats(since).await.map_err(store_error)?;
+    let events: Vec<Value> = stats
+        .into_iter()
+        .map(|s| {
+            let rate = if s.copies == 0 { 0.0 } else { (s.copies - s.events) as f64 / s.copies as f64 };
+            let mut v = json!(s);
+            v["dedup_rate"] = json!((rate * 10_000.0).round() / 10_000.0);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"since": since, "events": events})))
+}

@@ -1,0 +1,28 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use tally_core::clock::Clock;
+use tally_core::secret::Secret;
+
+use crate::config::IngestConfig;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::sources::Sources;
+
+/// The collector's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct CollectorState {
+    /// Parsing, plan and store.
+    pub pipeline: Pipeline,
+    /// Who may send.
+    pub sources: Sources,
+    /// Limits.
+    pub ingest: Arc<IngestConfig>,
+    /// Admin API token; `None` disables the admin API.
+    pub admin_token: Option<Secret>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}

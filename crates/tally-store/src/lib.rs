@@ -1,0 +1,62 @@
+//! tally's durable store: the [`Store`] trait every backend implements, the embedded SQLite
+//! backend ([`sqlite::SqliteStore`]), and a conformance suite that every backend must pass.
+//!
+//! Contract every backend keeps:
+//! - [`Store::ingest`] returns only after its items are durably committed (synced); a returned
+//!   error means none of them were;
+//! - dedup decisions are made inside the write transaction with [`tally_core::dedup::decide`],
+//!   so concurrent copies of one event yield exactly one `Accepted`;
+//! - no lock or transaction is held across anything but the store's own I/O.
+//!
+//! Not here: parsing, plan checks and HTTP (the collector), delivery (the outbox).
+
+pub mod error;
+pub mod model;
+pub mod sqlite;
+#[cfg(test)]
+mod testsuite;
+
+use async_trait::async_trait;
+use tally_core::timestamp::Timestamp;
+
+pub use error::StoreError;
+pub use model::*;
+
+/// The durable store behind the collector, the ledger and the CLI.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Deduplicates, merges and stores `items` in one durable commit; one outcome per item, in
+    /// order. `now` is the dedup clock (windows are measured back from it).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Overloaded`] when nothing could be committed.
+    async fn ingest(&self, now: Timestamp, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Every stored event with this event ID (under any name), including events it was merged
+    /// into as a duplicate with a different ID.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn ledger(&self, event_id: &str) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// Quarantine rows, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineRecord>, StoreError>;
+
+    /// Dedup figures per event name for copies received since `since`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn dedup_stats(&self, since: Timestamp) -> Result<Vec<EventDedupStats>, StoreError>;
+
+    /// Whether the store can accept writes now (for `/healthz`).
+    ///
+    /// # Errors
+    /// The reason it cannot.
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Finishes queued writes and stops accepting new ones.
+    async fn close(&self);
+}

@@ -1,0 +1,242 @@
+//! What goes into the store and what comes back out: ingest items and outcomes, ledger entries,
+//! quarantine records and dedup statistics. Plain data shared by every backend.
+
+use serde::{Deserialize, Serialize};
+use tally_core::dedup::{Candidate, MatchedBy};
+use tally_core::event::{Consent, Event, SourceKind};
+use tally_core::identity::HashedIdentity;
+use tally_core::rejection::Rejection;
+use tally_core::timestamp::Timestamp;
+
+/// One unit of work in an [`crate::Store::ingest`] call. Items of one call commit together.
+#[derive(Clone, Debug)]
+pub enum IngestItem {
+    /// A planned event: deduplicate, merge or insert.
+    Event {
+        /// The event and its dedup keys.
+        candidate: Candidate,
+        /// The quarantine row this is a replay of; resolved in the same transaction on success.
+        replay_of: Option<i64>,
+    },
+    /// A refused event to keep in quarantine.
+    Quarantine(NewQuarantine),
+    /// A replayed quarantine row that still fails: its reason is updated, it stays open.
+    Requarantine {
+        /// Quarantine row ID.
+        id: i64,
+        /// The new reason.
+        rejection: Rejection,
+    },
+    /// An `identify` call linking an anonymous visitor to a user.
+    Identify(IdentityLink),
+}
+
+/// The answer for one [`IngestItem`], in the same position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored as a new event.
+    Accepted,
+    /// A copy of an already stored event; merged into it.
+    Duplicate {
+        /// How it was matched.
+        matched_by: MatchedBy,
+        /// The stored event's ID (differs from the copy's when matched by business key).
+        stored_event_id: String,
+    },
+    /// The event ID is in use for a different business action: quarantined.
+    Collision {
+        /// Quarantine row ID.
+        quarantine_id: i64,
+        /// Why, for the client.
+        rejection: Rejection,
+    },
+    /// Kept in quarantine (for `Quarantine` and `Requarantine` items).
+    Quarantined {
+        /// Quarantine row ID.
+        quarantine_id: i64,
+    },
+    /// Identity link recorded.
+    Linked,
+}
+
+/// A refused event, without raw contact data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewQuarantine {
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// Source name.
+    pub source: String,
+    /// Source kind.
+    pub source_kind: SourceKind,
+    /// Event name, when it had one.
+    pub event_name: Option<String>,
+    /// Event ID, when it had one.
+    pub event_id: Option<String>,
+    /// Why it was refused.
+    pub rejection: Rejection,
+    /// What to replay.
+    pub body: QuarantineBody,
+}
+
+/// What a quarantine row keeps for replay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case")]
+pub enum QuarantineBody {
+    /// The event parsed but failed the plan or dedup: the canonical event.
+    Event {
+        /// The parsed event.
+        event: Box<Event>,
+    },
+    /// The event did not parse: the input with contact data removed, and that data hashed.
+    Input {
+        /// Scrubbed input object (tally's event format).
+        input: serde_json::Value,
+        /// Hashed identity taken out of it.
+        identity: HashedIdentity,
+    },
+}
+
+/// An `identify` call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLink {
+    /// When.
+    pub at: Timestamp,
+    /// Source name.
+    pub source: String,
+    /// The visitor.
+    pub anonymous_id: Option<String>,
+    /// The user (advertiser's ID).
+    pub external_id: Option<String>,
+    /// Hashed traits.
+    pub identity: HashedIdentity,
+}
+
+/// Quarantine row state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineStatus {
+    /// Waiting for a plan fix and a replay.
+    Open,
+    /// Replayed and accepted (or found to be a duplicate).
+    Replayed,
+}
+
+impl QuarantineStatus {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineStatus::Open => "open",
+            QuarantineStatus::Replayed => "replayed",
+        }
+    }
+}
+
+/// A quarantine row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    /// Row ID.
+    pub id: i64,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// Source name.
+    pub source: String,
+    /// Source kind.
+    pub source_kind: SourceKind,
+    /// Event name, when known.
+    pub event_name: Option<String>,
+    /// Event ID, when known.
+    pub event_id: Option<String>,
+    /// Reason code.
+    pub code: String,
+    /// Reason message.
+    pub message: String,
+    /// Open or replayed.
+    pub status: QuarantineStatus,
+    /// When it was replayed successfully.
+    pub replayed_at: Option<Timestamp>,
+    /// What to replay.
+    pub body: QuarantineBody,
+}
+
+/// Which quarantine rows to list.
+#[derive(Clone, Debug, Default)]
+pub struct QuarantineFilter {
+    /// Only rows in this state.
+    pub status: Option<QuarantineStatus>,
+    /// Only rows with this reason code.
+    pub code: Option<String>,
+    /// Only rows for this event name.
+    pub event_name: Option<String>,
+    /// Only rows with an ID greater than this (paging).
+    pub after_id: Option<i64>,
+    /// At most this many rows (default 100).
+    pub limit: Option<u32>,
+}
+
+/// One copy of an event as received, for the ledger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CopyRecord {
+    /// The copy's own event ID.
+    pub event_id: String,
+    /// Source name.
+    pub source: String,
+    /// Source kind.
+    pub source_kind: SourceKind,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// `accepted` for the first copy, `duplicate` for the others.
+    pub outcome: String,
+    /// How a duplicate was matched.
+    pub matched_by: Option<MatchedBy>,
+    /// Fields this copy added to or changed in the merged event.
+    pub contributed: Vec<String>,
+    /// A browser copy of the same action under another event ID (tag installed twice).
+    pub ghost: bool,
+    /// The consent state this copy carried.
+    pub consent: Consent,
+}
+
+/// Everything known about one stored event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The merged event.
+    pub event: Event,
+    /// Its business dedup key value.
+    pub dedup_value: Option<String>,
+    /// When the first copy arrived.
+    pub first_seen: Timestamp,
+    /// Every copy, in arrival order.
+    pub copies: Vec<CopyRecord>,
+}
+
+/// Dedup figures for one event name since a point in time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDedupStats {
+    /// Event name.
+    pub event: String,
+    /// Distinct events stored.
+    pub events: u64,
+    /// Copies received (first copies included).
+    pub copies: u64,
+    /// Duplicates recognised by `(event, event_id)`.
+    pub duplicates_by_event_id: u64,
+    /// Duplicates recognised by the business key.
+    pub duplicates_by_dedup_key: u64,
+    /// Browser copies of one action with different event IDs.
+    pub ghost_duplicates: u64,
+    /// Event IDs reused for a different business action (quarantined).
+    pub key_collisions: u64,
+    /// Duplicates per (first copy's source, duplicate's source).
+    pub by_source_pair: Vec<SourcePairStats>,
+}
+
+/// Duplicates between two sources.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePairStats {
+    /// Source of the first copy.
+    pub first: String,
+    /// Source of the duplicate.
+    pub duplicate: String,
+    /// How many.
+    pub count: u64,
+}

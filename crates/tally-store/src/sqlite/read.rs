@@ -1,0 +1,253 @@
+//! Read queries, on pooled connections separate from the writer.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, params};
+use tally_core::dedup::MatchedBy;
+use tally_core::event::SourceKind;
+use tally_core::timestamp::Timestamp;
+
+use super::schema;
+use crate::model::*;
+use crate::StoreError;
+
+const MAX_IDLE_READERS: usize = 4;
+
+/// A few read connections, opened on demand.
+pub(super) struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub fn new(path: PathBuf) -> Self {
+        ReadPool { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Runs `f` on a pooled connection in a blocking task.
+    pub async fn run<R: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().expect("pool lock").pop() {
+                Some(c) => c,
+                None => schema::open_reader(&pool.path)?,
+            };
+            let result = f(&conn);
+            let mut idle = pool.idle.lock().expect("pool lock");
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { table, message: e.to_string() }
+}
+
+fn source_kind(table: &'static str, s: &str) -> Result<SourceKind, StoreError> {
+    match s {
+        "browser" => Ok(SourceKind::Browser),
+        "server" => Ok(SourceKind::Server),
+        other => Err(corrupt(table, format!("unknown source kind `{other}`"))),
+    }
+}
+
+pub(super) fn ledger(conn: &Connection, event_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, dedup_value, first_seen_ms, body FROM events WHERE event_id = ?1
+             UNION
+             SELECT e.id, e.dedup_value, e.first_seen_ms, e.body
+               FROM event_aliases a JOIN events e ON e.id = a.event_rowid WHERE a.event_id = ?1
+             ORDER BY 3, 1",
+        )
+        .map_err(unavailable)?;
+    let rows: Vec<(i64, Option<String>, i64, String)> = stmt
+        .query_map([event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map_err(unavailable)?
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for (rowid, dedup_value, first_seen, body) in rows {
+        entries.push(LedgerEntry {
+            event: serde_json::from_str(&body).map_err(|e| corrupt("events", e))?,
+            dedup_value,
+            first_seen: Timestamp::from_millis(first_seen),
+            copies: copies(conn, rowid)?,
+        });
+    }
+    Ok(entries)
+}
+
+fn copies(conn: &Connection, rowid: i64) -> Result<Vec<CopyRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT event_id, source, source_kind, received_ms, outcome, matched_by, contributed, ghost, consent
+               FROM copies WHERE event_rowid = ?1 ORDER BY seq",
+        )
+        .map_err(unavailable)?;
+    type Row = (String, String, String, i64, String, Option<String>, String, bool, String);
+    let rows: Vec<Row> = stmt
+        .query_map([rowid], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+        })
+        .map_err(unavailable)?
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    rows.into_iter()
+        .map(|(event_id, source, kind, received, outcome, matched_by, contributed, ghost, consent)| {
+            Ok(CopyRecord {
+                event_id,
+                source,
+                source_kind: source_kind("copies", &kind)?,
+                received_at: Timestamp::from_millis(received),
+                outcome,
+                matched_by: match matched_by.as_deref() {
+                    None => None,
+                    Some("event_id") => Some(MatchedBy::EventId),
+                    Some("dedup_key") => Some(MatchedBy::DedupKey),
+                    Some(other) => return Err(corrupt("copies", format!("unknown matched_by `{other}`"))),
+                },
+                contributed: serde_json::from_str(&contributed).map_err(|e| corrupt("copies", e))?,
+                ghost,
+                consent: serde_json::from_str(&consent).map_err(|e| corrupt("copies", e))?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn quarantine(conn: &Connection, f: &QuarantineFilter) -> Result<Vec<QuarantineRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, received_ms, source, source_kind, event_name, event_id, code, message, status, replayed_ms, body
+               FROM quarantine
+              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR code = ?2)
+                AND (?3 IS NULL OR event_name = ?3) AND id > ?4
+              ORDER BY id LIMIT ?5",
+        )
+        .map_err(unavailable)?;
+    type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String, String, Option<i64>, String);
+    let rows: Vec<Row> = stmt
+        .query_map(
+            params![
+                f.status.map(QuarantineStatus::as_str),
+                f.code,
+                f.event_name,
+                f.after_id.unwrap_or(0),
+                f.limit.unwrap_or(100)
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
+            },
+        )
+        .map_err(unavailable)?
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    rows.into_iter()
+        .map(|(id, received, source, kind, event_name, event_id, code, message, status, replayed, body)| {
+            Ok(QuarantineRecord {
+                id,
+                received_at: Timestamp::from_millis(received),
+                source,
+                source_kind: source_kind("quarantine", &kind)?,
+                event_name,
+                event_id,
+                code,
+                message,
+                status: match status.as_str() {
+                    "open" => QuarantineStatus::Open,
+                    "replayed" => QuarantineStatus::Replayed,
+                    other => return Err(corrupt("quarantine", format!("unknown status `{other}`"))),
+                },
+                replayed_at: replayed.map(Timestamp::from_millis),
+                body: serde_json::from_str(&body).map_err(|e| corrupt("quarantine", e))?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn dedup_stats(conn: &Connection, since: Timestamp) -> Result<Vec<EventDedupStats>, StoreError> {
+    let mut by_name: std::collections::BTreeMap<String, EventDedupStats> = Default::default();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT e.name, COUNT(*), SUM(c.outcome = 'accepted'), SUM(c.matched_by = 'event_id'),
+                    SUM(c.matched_by = 'dedup_key'), SUM(c.ghost)
+               FROM copies c JOIN events e ON e.id = c.event_rowid
+              WHERE c.received_ms >= ?1 GROUP BY e.name",
+        )
+        .map_err(unavailable)?;
+    let mut rows = stmt.query([since.millis()]).map_err(unavailable)?;
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let name: String = r.get(0).map_err(unavailable)?;
+        let get = |i| r.get::<_, i64>(i).map(|v| v as u64).map_err(unavailable);
+        by_name.insert(
+            name.clone(),
+            EventDedupStats {
+                event: name,
+                copies: get(1)?,
+                events: get(2)?,
+                duplicates_by_event_id: get(3)?,
+                duplicates_by_dedup_key: get(4)?,
+                ghost_duplicates: get(5)?,
+                ..Default::default()
+            },
+        );
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT e.name, f.source, c.source, COUNT(*)
+               FROM copies c
+               JOIN events e ON e.id = c.event_rowid
+               JOIN copies f ON f.event_rowid = c.event_rowid AND f.seq = 0
+              WHERE c.seq > 0 AND c.received_ms >= ?1
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .map_err(unavailable)?;
+    let mut rows = stmt.query([since.millis()]).map_err(unavailable)?;
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let name: String = r.get(0).map_err(unavailable)?;
+        let pair = SourcePairStats {
+            first: r.get(1).map_err(unavailable)?,
+            duplicate: r.get(2).map_err(unavailable)?,
+            count: r.get::<_, i64>(3).map_err(unavailable)? as u64,
+        };
+        by_name.entry(name.clone()).or_insert_with(|| EventDedupStats { event: name, ..Default::default() }).by_source_pair.push(pair);
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT event_name, COUNT(*) FROM quarantine
+              WHERE code = 'event_id_reused' AND received_ms >= ?1 AND event_name IS NOT NULL GROUP BY 1",
+        )
+        .map_err(unavailable)?;
+    let mut rows = stmt.query([since.millis()]).map_err(unavailable)?;
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let name: String = r.get(0).map_err(unavailable)?;
+        let n = r.get::<_, i64>(1).map_err(unavailable)? as u64;
+        by_name.entry(name.clone()).or_insert_with(|| EventDedupStats { event: name, ..Default::default() }).key_collisions = n;
+    }
+    Ok(by_name.into_values().collect())
+}

@@ -1,0 +1,340 @@
+//! The writer thread: group commit and the ingest transaction.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tally_core::dedup::{self, Candidate, Decision, Found};
+use tally_core::event::{Event, SourceKind};
+use tally_core::merge::merge;
+use tally_core::rejection::Rejection;
+use tally_core::timestamp::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
+use crate::StoreError;
+
+/// A request for the writer.
+pub(super) struct WriteRequest {
+    pub now: Timestamp,
+    pub items: Vec<IngestItem>,
+    pub reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
+}
+
+/// What the writer receives.
+pub(super) enum WriterMessage {
+    /// Commit these items.
+    Write(WriteRequest),
+    /// Commit what is queued, then stop.
+    Shutdown,
+}
+
+/// Shared between the writer and the store handle.
+pub(super) struct WriterHealth {
+    /// False after a failed commit, true again after a successful one.
+    pub healthy: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct CommitFailure(String);
+
+/// Runs until every sender is dropped, then returns.
+pub(super) fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<WriterMessage>,
+    max_group_items: usize,
+    health: Arc<WriterHealth>,
+) {
+    let mut group: Vec<WriteRequest> = Vec::new();
+    let mut shutting_down = false;
+    while !shutting_down {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut count = 0;
+        match first {
+            WriterMessage::Write(req) => {
+                count += req.items.len();
+                group.push(req);
+            }
+            WriterMessage::Shutdown => shutting_down = true,
+        }
+        while count < max_group_items || shutting_down {
+            match rx.try_recv() {
+                Ok(WriterMessage::Write(req)) => {
+                    count += req.items.len();
+                    group.push(req);
+                }
+                Ok(WriterMessage::Shutdown) => shutting_down = true,
+                Err(_) => break,
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        match commit_group(&mut conn, &group) {
+            Ok(outcomes) => {
+                health.healthy.store(true, Ordering::Relaxed);
+                for (req, out) in group.drain(..).zip(outcomes) {
+                    let _ = req.reply.send(Ok(out));
+                }
+            }
+            Err(e) => {
+                health.healthy.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, requests = group.len(), items = count, "Group commit failed; answering 503.");
+                let message = e.to_string();
+                for req in group.drain(..) {
+                    let failure = CommitFailure(message.clone());
+                    let _ = req.reply.send(Err(StoreError::Unavailable(Box::new(failure))));
+                }
+            }
+        }
+    }
+}
+
+fn commit_group(conn: &mut Connection, group: &[WriteRequest]) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut all = Vec::with_capacity(group.len());
+    for req in group {
+        let mut outcomes = Vec::with_capacity(req.items.len());
+        for item in &req.items {
+            outcomes.push(apply(&tx, req.now, item)?);
+        }
+        all.push(outcomes);
+    }
+    tx.commit()?;
+    Ok(all)
+}
+
+/// Anything that aborts a group: SQLite errors and rows that cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TxError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+struct StoredRow {
+    rowid: i64,
+    epoch: i64,
+    dedup_value: Option<String>,
+    first_seen: Timestamp,
+    has_browser: bool,
+    body: String,
+}
+
+fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOutcome, TxError> {
+    match item {
+        IngestItem::Event { candidate, replay_of } => {
+            let outcome = ingest_event(tx, now, candidate, *replay_of)?;
+            if let (Some(id), IngestOutcome::Accepted | IngestOutcome::Duplicate { .. }) = (replay_of, &outcome) {
+                tx.prepare_cached("UPDATE quarantine SET status = 'replayed', replayed_ms = ?2 WHERE id = ?1")?
+                    .execute(params![id, now.millis()])?;
+            }
+            Ok(outcome)
+        }
+        IngestItem::Quarantine(q) => Ok(IngestOutcome::Quarantined { quarantine_id: insert_quarantine(tx, q)? }),
+        IngestItem::Requarantine { id, rejection } => {
+            tx.prepare_cached("UPDATE quarantine SET code = ?2, message = ?3 WHERE id = ?1")?
+                .execute(params![id, rejection.code, rejection.message])?;
+            Ok(IngestOutcome::Quarantined { quarantine_id: *id })
+        }
+        IngestItem::Identify(link) => {
+            tx.prepare_cached(
+                "INSERT INTO identity_links (at_ms, source, anonymous_id, external_id, identity) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                link.at.millis(),
+                link.source,
+                link.anonymous_id,
+                link.external_id,
+                serde_json::to_string(&link.identity)?
+            ])?;
+            Ok(IngestOutcome::Linked)
+        }
+    }
+}
+
+fn ingest_event(
+    tx: &Connection,
+    now: Timestamp,
+    c: &Candidate,
+    replay_of: Option<i64>,
+) -> Result<IngestOutcome, TxError> {
+    let e = &c.event;
+    let by_id = tx
+        .prepare_cached(
+            "SELECT id, id_epoch, dedup_value, first_seen_ms, has_browser, body FROM events
+             WHERE event_id = ?1 AND name = ?2 ORDER BY id_epoch DESC LIMIT 1",
+        )?
+        .query_row(params![e.event_id, e.name], stored_row)
+        .optional()?;
+    let by_id_live = by_id.as_ref().filter(|r| dedup::within_window(r.first_seen, now, c.event_id_window_ms));
+    let by_key = match (&c.dedup_value, by_id_live) {
+        (Some(value), None) => tx
+            .prepare_cached(
+                "SELECT id, key_epoch, dedup_value, first_seen_ms, has_browser, body FROM events
+                 WHERE name = ?1 AND dedup_value = ?2 ORDER BY key_epoch DESC LIMIT 1",
+            )?
+            .query_row(params![e.name, value], stored_row)
+            .optional()?,
+        _ => None,
+    };
+    let by_key_live = by_key.as_ref().filter(|r| dedup::within_window(r.first_seen, now, c.dedup_key_window_ms));
+
+    let live = by_id_live.or(by_key_live);
+    let stored: Option<Event> = live.map(|r| serde_json::from_str(&r.body)).transpose()?;
+    let decision = dedup::decide(
+        c,
+        by_id_live.and_then(|r| found(r, stored.as_ref())),
+        by_key_live.and_then(|r| found(r, stored.as_ref())),
+    );
+
+    match decision {
+        Decision::New => {
+            let id_epoch = by_id.map_or(0, |r| r.epoch + 1);
+            let key_epoch = by_key.map_or(0, |r| r.epoch + 1);
+            tx.prepare_cached(
+                "INSERT INTO events (name, event_id, id_epoch, dedup_value, key_epoch, first_seen_ms, event_time_ms, has_browser, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                e.name,
+                e.event_id,
+                id_epoch,
+                c.dedup_value,
+                key_epoch,
+                now.millis(),
+                e.timestamp.millis(),
+                e.source_kind == SourceKind::Browser,
+                serde_json::to_string(e)?
+            ])?;
+            let rowid = tx.last_insert_rowid();
+            insert_copy(tx, rowid, 0, e, "accepted", None, &[], false)?;
+            Ok(IngestOutcome::Accepted)
+        }
+        Decision::Duplicate { matched_by, ghost } => {
+            let row = live.expect("a duplicate has a live row");
+            let mut merged = stored.expect("decoded above");
+            let contributed = merge(&mut merged, e);
+            let incoming_browser = e.source_kind == SourceKind::Browser;
+            if !contributed.is_empty() || (incoming_browser && !row.has_browser) {
+                tx.prepare_cached("UPDATE events SET body = ?2, event_time_ms = ?3, has_browser = ?4 WHERE id = ?1")?
+                    .execute(params![
+                        row.rowid,
+                        serde_json::to_string(&merged)?,
+                        merged.timestamp.millis(),
+                        row.has_browser || incoming_browser
+                    ])?;
+            }
+            let seq: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), -1) + 1 FROM copies WHERE event_rowid = ?1")?
+                .query_row([row.rowid], |r| r.get(0))?;
+            insert_copy(tx, row.rowid, seq, e, "duplicate", Some(matched_by), &contributed, ghost)?;
+            if e.event_id != merged.event_id {
+                tx.prepare_cached("INSERT OR IGNORE INTO event_aliases (event_id, name, event_rowid) VALUES (?1, ?2, ?3)")?
+                    .execute(params![e.event_id, e.name, row.rowid])?;
+            }
+            Ok(IngestOutcome::Duplicate { matched_by, stored_event_id: merged.event_id })
+        }
+        Decision::Collision { stored_value } => {
+            let rejection = Rejection::new(
+                "event_id_reused",
+                format!(
+                    "event ID `{}` is already used by a `{}` with dedup key `{}`; this copy has `{}`",
+                    e.event_id,
+                    e.name,
+                    stored_value,
+                    c.dedup_value.as_deref().unwrap_or_default()
+                ),
+            );
+            if let Some(id) = replay_of {
+                // A replay that collides stays in its own quarantine row with the new reason.
+                tx.prepare_cached("UPDATE quarantine SET code = ?2, message = ?3 WHERE id = ?1")?
+                    .execute(params![id, rejection.code, rejection.message])?;
+                return Ok(IngestOutcome::Collision { quarantine_id: id, rejection });
+            }
+            let quarantine_id = insert_quarantine(
+                tx,
+                &NewQuarantine {
+                    received_at: e.received_at,
+                    source: e.source.clone(),
+                    source_kind: e.source_kind,
+                    event_name: Some(e.name.clone()),
+                    event_id: Some(e.event_id.clone()),
+                    rejection: rejection.clone(),
+                    body: QuarantineBody::Event { event: Box::new(e.clone()) },
+                },
+            )?;
+            Ok(IngestOutcome::Collision { quarantine_id, rejection })
+        }
+    }
+}
+
+fn found<'a>(r: &'a StoredRow, stored: Option<&'a Event>) -> Option<Found<'a>> {
+    Some(Found { event: stored?, dedup_value: r.dedup_value.as_deref(), has_browser_copy: r.has_browser })
+}
+
+fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        rowid: r.get(0)?,
+        epoch: r.get(1)?,
+        dedup_value: r.get(2)?,
+        first_seen: Timestamp::from_millis(r.get(3)?),
+        has_browser: r.get(4)?,
+        body: r.get(5)?,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_copy(
+    tx: &Connection,
+    rowid: i64,
+    seq: i64,
+    e: &Event,
+    outcome: &str,
+    matched_by: Option<dedup::MatchedBy>,
+    contributed: &[String],
+    ghost: bool,
+) -> Result<(), TxError> {
+    let matched_by = matched_by.map(|m| match m {
+        dedup::MatchedBy::EventId => "event_id",
+        dedup::MatchedBy::DedupKey => "dedup_key",
+    });
+    tx.prepare_cached(
+        "INSERT INTO copies (event_rowid, seq, event_id, source, source_kind, received_ms, outcome, matched_by, contributed, ghost, consent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        rowid,
+        seq,
+        e.event_id,
+        e.source,
+        e.source_kind.as_str(),
+        e.received_at.millis(),
+        outcome,
+        matched_by,
+        serde_json::to_string(contributed)?,
+        ghost,
+        serde_json::to_string(&e.consent)?
+    ])?;
+    Ok(())
+}
+
+fn insert_quarantine(tx: &Connection, q: &NewQuarantine) -> Result<i64, TxError> {
+    tx.prepare_cached(
+        "INSERT INTO quarantine (received_ms, source, source_kind, event_name, event_id, code, message, status, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8)",
+    )?
+    .execute(params![
+        q.received_at.millis(),
+        q.source,
+        q.source_kind.as_str(),
+        q.event_name,
+        q.event_id,
+        q.rejection.code,
+        q.rejection.message,
+        serde_json::to_string(&q.body)?
+    ])?;
+    Ok(tx.last_insert_rowid())
+}

@@ -1,0 +1,1 @@
+//! tally binary library.
