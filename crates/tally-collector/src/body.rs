@@ -39,16 +39,15 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes
     }
 }
 
-/// Refuses content types that cannot hold JSON (forms, multipart). A missing type and
-/// `text/plain` (what `sendBeacon` sends) are read as JSON.
+/// Refuses content types that cannot hold a JSON document (multipart uploads). Everything else
+/// is read as JSON: `text/plain` is what `sendBeacon` sends, and `curl -d` labels JSON as a form.
 ///
 /// # Errors
 /// `UnsupportedMediaType`.
 pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
     let ct = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let json_like = ct.is_empty() || ct == "text/plain" || ct == "application/json" || ct.ends_with("+json");
-    if json_like { Ok(()) } else { Err(ApiError::UnsupportedMediaType(ct)) }
+    if ct.starts_with("multipart/") { Err(ApiError::UnsupportedMediaType(ct)) } else { Ok(()) }
 }
 
 /// The top level of a body: one event, or a batch, plus any key fields.

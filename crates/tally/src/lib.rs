@@ -1,1 +1,8 @@
-//! tally binary library.
+//! The `tally` binary's library half: config loading ([`config`]), assembling the running
+//! application ([`app`]), and the CLI commands ([`cli`]). `main.rs` only parses arguments and
+//! maps results to exit codes, so end-to-end tests can start the same app in-process.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod telemetry;

@@ -1,1 +1,158 @@
-fn main() {}
+//! `tally`: parse arguments, run a command, map the result to an exit code
+//! (0 ok, 1 ran but found problems, 2 error).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tally::config::{self, Overrides};
+use tally::{app, cli, telemetry};
+use tally_store::{QuarantineFilter, QuarantineStatus};
+
+#[derive(Parser)]
+#[command(name = "tally", version, about = "Server-side conversion tracking: collect, deduplicate, deliver, prove.")]
+struct Args {
+    /// Config file (TOML); without one tally runs on its built-in defaults.
+    #[arg(long, global = true, env = "TALLY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector (and, as they land, the dispatcher and dashboard).
+    Serve {
+        /// Address to listen on (overrides `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Write a commented starter config.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "tally.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Config commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Show what happened to one event: merged event, every copy, consent, dedup decisions.
+    Ledger {
+        /// The event ID.
+        event_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List quarantined events.
+    Quarantine {
+        /// Only this reason code.
+        #[arg(long)]
+        code: Option<String>,
+        /// Only this event name.
+        #[arg(long)]
+        event: Option<String>,
+        /// Include replayed rows.
+        #[arg(long)]
+        all: bool,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-run stored events through the current config.
+    Replay {
+        /// Replay quarantined events through the current tracking plan.
+        #[arg(long, required = true)]
+        quarantine: bool,
+        /// Only this reason code.
+        #[arg(long)]
+        code: Option<String>,
+        /// Only this event name.
+        #[arg(long)]
+        event: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Report every problem in the config, with the key it concerns.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    let mut overrides = Overrides { listen: None, data_dir: args.data_dir };
+    let file = args.config.as_deref();
+    let load = |overrides: &Overrides| config::load(file, overrides).map_err(anyhow::Error::new);
+    match args.command {
+        Command::Init { path, force } => cli::init(&path, force),
+        Command::Config { command: ConfigCommand::Check } => Ok(cli::config_check(file, &overrides)),
+        Command::Serve { listen } => {
+            overrides.listen = listen;
+            let config = load(&overrides)?;
+            telemetry::init(&config.log);
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if config.workers > 0 {
+                runtime.worker_threads(config.workers);
+            }
+            runtime.enable_all().build()?.block_on(app::run(config))?;
+            Ok(0)
+        }
+        Command::Ledger { event_id, json } => {
+            let config = load(&overrides)?;
+            current_thread()?.block_on(cli::ledger(&config, &event_id, json))
+        }
+        Command::Quarantine { code, event, all, limit, json } => {
+            let config = load(&overrides)?;
+            let filter = QuarantineFilter {
+                status: (!all).then_some(QuarantineStatus::Open),
+                code,
+                event_name: event,
+                after_id: None,
+                limit: Some(limit),
+            };
+            current_thread()?.block_on(cli::quarantine(&config, filter, json))
+        }
+        Command::Replay { quarantine: _, code, event } => {
+            let config = load(&overrides)?;
+            telemetry::init(&config.log);
+            let filter = QuarantineFilter { code, event_name: event, ..Default::default() };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(cli::replay_quarantine(&config, filter))
+        }
+    }
+}
+
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}

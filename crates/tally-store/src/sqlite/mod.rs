@@ -12,7 +12,7 @@ mod schema;
 mod store;
 mod writer;
 
-pub use store::{SqliteConfig, SqliteStore};
+pub use store::{ReadOnlySqlite, SqliteConfig, SqliteStore};
 
 #[cfg(test)]
 mod tests {

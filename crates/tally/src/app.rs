@@ -1,0 +1,124 @@
+//! Assembling a running tally from a validated [`Config`]: the store, the collector state and
+//! the router; and serving it until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tally_collector::metrics::Metrics;
+use tally_collector::pipeline::Pipeline;
+use tally_collector::sources::Sources;
+use tally_collector::{CollectorState, router};
+use tally_core::clock::{Clock, SystemClock};
+use tally_store::Store;
+use tally_store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, StoreSettings};
+
+/// A built application, ready to serve.
+pub struct App {
+    /// The router with every route.
+    pub router: axum::Router,
+    /// The store (to close on shutdown).
+    pub store: Arc<dyn Store>,
+    /// The collector state (pipeline for replay).
+    pub state: CollectorState,
+}
+
+/// Opens the store named by the config.
+///
+/// # Errors
+/// When the store cannot be opened.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.store {
+        StoreSettings::Sqlite(c) => {
+            let store = SqliteStore::open(c.clone())
+                .with_context(|| format!("opening the SQLite store at {}", c.path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreSettings::Postgres { .. } => {
+            bail!("store.kind = \"postgres\" is not available in this version of tally; use \"sqlite\"")
+        }
+    }
+}
+
+/// Builds the application on an opened store.
+pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> App {
+    let pipeline = Pipeline {
+        store: store.clone(),
+        plan: Arc::new(config.plan.clone()),
+        limits: config.ingest.parse_limits(),
+        max_event_bytes: config.ingest.max_event_bytes,
+    };
+    let state = CollectorState {
+        pipeline,
+        sources: Sources::new(config.sources.clone()),
+        ingest: Arc::new(config.ingest.clone()),
+        admin_token: config.admin_token.clone(),
+        clock,
+        metrics: Arc::new(Metrics::default()),
+    };
+    App { router: router(state.clone()), store, state }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests and
+/// flushes the store.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let service = app.router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    app.store.close().await;
+    Ok(())
+}
+
+/// Starts tally with `config` on the system clock: opens the store, binds, prints where it
+/// listens, and serves until SIGTERM or Ctrl-C.
+///
+/// # Errors
+/// When the store cannot be opened or the address cannot be bound.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    let app = build(&config, store, Arc::new(SystemClock));
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    for s in &config.sources {
+        if s.key.expose().ends_with("_demo") {
+            tracing::warn!(source = %s.name, "Source uses a demo key from the default config; replace it before production.");
+        }
+    }
+    if !config.destinations.is_empty() {
+        tracing::warn!(count = config.destinations.len(), "Destinations are declared but this version does not deliver yet.");
+    }
+    println!("tally listening on http://{addr}");
+    tracing::info!(%addr, store = ?config.store, "Serving.");
+    serve(app, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("Shutting down: finishing in-flight requests.");
+}

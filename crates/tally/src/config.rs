@@ -1,0 +1,645 @@
+//! Loading the config: embedded defaults → file → `TALLY_*` environment → flags, `${VAR}`
+//! expansion, then validation that collects every problem (with the key it concerns) instead
+//! of stopping at the first. `tally config check` prints exactly what this finds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tally_collector::config::{IngestConfig, SourceConfig};
+use tally_core::event::SourceKind;
+use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan, UnplannedPolicy};
+use tally_core::secret::Secret;
+use tally_store::sqlite::SqliteConfig;
+use toml::{Table, Value};
+
+/// The commented default config, built into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/tally.default.toml");
+
+/// Destination kinds tally knows.
+pub const DESTINATION_KINDS: &[&str] = &["meta_capi", "google_ads", "ga4", "tiktok", "webhook"];
+
+/// One thing wrong with a config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path (`sources[1].key`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a config.
+#[derive(Debug)]
+pub struct Problems(pub Vec<Problem>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} problem(s) in the config:", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Command-line overrides (the last layer).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Where the store lives.
+#[derive(Clone, Debug)]
+pub enum StoreSettings {
+    /// Embedded SQLite.
+    Sqlite(SqliteConfig),
+    /// PostgreSQL at this URL.
+    Postgres {
+        /// Connection URL (a secret: it may hold a password).
+        url: Secret,
+    },
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Filter.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A declared destination (delivered by the outbox once it exists).
+#[derive(Clone, Debug)]
+pub struct DestinationDecl {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+}
+
+/// The validated config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Admin token; `None` disables the admin API.
+    pub admin_token: Option<Secret>,
+    /// Worker threads (0 = per core).
+    pub workers: usize,
+    /// Store.
+    pub store: StoreSettings,
+    /// Request limits.
+    pub ingest: IngestConfig,
+    /// The tracking plan.
+    pub plan: TrackingPlan,
+    /// Sources.
+    pub sources: Vec<SourceConfig>,
+    /// Destinations declared.
+    pub destinations: Vec<DestinationDecl>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    kind: String,
+    path: String,
+    url: Secret,
+    max_group_items: usize,
+    queue_capacity: usize,
+    enqueue_timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDedup {
+    event_id_window_secs: u64,
+    dedup_key_window_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    unplanned: UnplannedPolicy,
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen", "data_dir", "admin_token", "workers", "store", "ingest", "dedup", "plan", "log", "sources", "events",
+    "destinations",
+];
+
+/// Loads and validates the config from `file` (if any), the process environment and flags.
+///
+/// # Errors
+/// Every problem found.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Problems> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let file_text = match file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some((path.display().to_string(), text)),
+            Err(e) => {
+                return Err(Problems(vec![Problem {
+                    key: path.display().to_string(),
+                    message: format!("cannot read config file: {e}"),
+                }]));
+            }
+        },
+    };
+    load_from(file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())), &env, overrides)
+}
+
+/// [`load`] with the file text and environment given (for tests).
+///
+/// # Errors
+/// Every problem found.
+pub fn load_from(
+    file: Option<(&str, &str)>,
+    env: &BTreeMap<String, String>,
+    overrides: &Overrides,
+) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    let mut table: Table = toml::from_str(DEFAULT_TOML).expect("the embedded default config parses");
+    if let Some((path, text)) = file {
+        match toml::from_str::<Table>(text) {
+            Ok(user) => {
+                for key in user.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
+                    problems.push(problem(key, format!("unknown key (known: {})", TOP_LEVEL_KEYS.join(", "))));
+                }
+                merge(&mut table, user);
+            }
+            Err(e) => {
+                return Err(Problems(vec![Problem { key: path.to_owned(), message: format!("not valid TOML: {e}") }]));
+            }
+        }
+    }
+    apply_env(&mut table, env, &mut problems);
+    if let Some(listen) = &overrides.listen {
+        table.insert("listen".into(), Value::String(listen.clone()));
+    }
+    if let Some(dir) = &overrides.data_dir {
+        table.insert("data_dir".into(), Value::String(dir.display().to_string()));
+    }
+    expand_table(&mut table, "", env, &mut problems);
+    let config = resolve(table, &mut problems);
+    match config {
+        Some(c) if problems.is_empty() => Ok(c),
+        _ => Err(Problems(problems)),
+    }
+}
+
+fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem { key: key.into(), message: message.into() }
+}
+
+/// Tables merge key by key; anything else (arrays of tables included) replaces.
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn apply_env(table: &mut Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("TALLY_") else { continue };
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            continue;
+        }
+        // Only keys that exist in the defaults: other TALLY_* variables (TALLY_CONFIG,
+        // test settings) are not config.
+        let Some(slot) = lookup_scalar(table, &path) else { continue };
+        let value = match slot {
+            Value::String(_) => Value::String(raw.clone()),
+            Value::Integer(_) => match raw.trim().parse::<i64>() {
+                Ok(n) => Value::Integer(n),
+                Err(_) => {
+                    problems.push(problem(format!("{} (from {name})", path.join(".")), "must be a whole number"));
+                    continue;
+                }
+            },
+            Value::Boolean(_) => match raw.trim() {
+                "true" | "1" => Value::Boolean(true),
+                "false" | "0" => Value::Boolean(false),
+                _ => {
+                    problems.push(problem(format!("{} (from {name})", path.join(".")), "must be true or false"));
+                    continue;
+                }
+            },
+            _ => continue,
+        };
+        *slot = value;
+    }
+}
+
+fn lookup_scalar<'a>(table: &'a mut Table, path: &[String]) -> Option<&'a mut Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for p in parents {
+        t = t.get_mut(p)?.as_table_mut()?;
+    }
+    t.get_mut(last).filter(|v| !v.is_table() && !v.is_array())
+}
+
+fn expand_table(table: &mut Table, prefix: &str, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    for (k, v) in table.iter_mut() {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        expand_value(v, &key, env, problems);
+    }
+}
+
+fn expand_value(v: &mut Value, key: &str, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    match v {
+        Value::String(s) => match expand_vars(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(message) => problems.push(problem(key, message)),
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_value(item, &format!("{key}[{i}]"), env, problems);
+            }
+        }
+        Value::Table(t) => expand_table(t, key, env, problems),
+        _ => {}
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-fallback}`; `$${` is a literal `${`.
+fn expand_vars(s: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| "unclosed `${` in value".to_owned())?;
+        let inner = &after[..end];
+        let (name, fallback) = match inner.split_once(":-") {
+            Some((n, f)) => (n, Some(f)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`${{{inner}}}` is not a valid variable reference"));
+        }
+        match (env.get(name), fallback) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(f)) => out.push_str(f),
+            (None, None) => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn section<T: DeserializeOwned>(table: &Table, key: &str, problems: &mut Vec<Problem>) -> Option<T> {
+    let value = table.get(key).cloned().unwrap_or(Value::Table(Table::new()));
+    deserialize(value, key, problems)
+}
+
+fn deserialize<T: DeserializeOwned>(value: Value, key: &str, problems: &mut Vec<Problem>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let full = if path == "." || path.is_empty() { key.to_owned() } else { format!("{key}.{path}") };
+            problems.push(problem(full, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn list<T: DeserializeOwned>(table: &Table, key: &str, problems: &mut Vec<Problem>) -> Vec<T> {
+    match table.get(key) {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| deserialize(item.clone(), &format!("{key}[{i}]"), problems))
+            .collect(),
+        Some(_) => {
+            problems.push(problem(key, format!("must be a list of tables ([[{key}]])")));
+            Vec::new()
+        }
+    }
+}
+
+fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
+    let text = |key: &str, problems: &mut Vec<Problem>| -> Option<String> {
+        match table.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                problems.push(problem(key, "must be a string"));
+                None
+            }
+            None => None,
+        }
+    };
+    let listen = text("listen", problems).and_then(|l| match l.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(problem("listen", format!("`{l}` is not an address like 127.0.0.1:8080")));
+            None
+        }
+    });
+    let data_dir = text("data_dir", problems).map(PathBuf::from);
+    let admin_token = text("admin_token", problems).filter(|t| !t.is_empty()).map(Secret::new);
+    if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+        problems.push(problem("admin_token", "must be at least 16 characters"));
+    }
+    let workers = match table.get("workers") {
+        Some(Value::Integer(n)) if (0..=1024).contains(n) => Some(*n as usize),
+        _ => {
+            problems.push(problem("workers", "must be a whole number from 0 to 1024"));
+            None
+        }
+    };
+    let raw_store: Option<RawStore> = section(&table, "store", problems);
+    let ingest: Option<IngestConfig> = section(&table, "ingest", problems);
+    let dedup: Option<RawDedup> = section(&table, "dedup", problems);
+    let plan_settings: Option<RawPlan> = section(&table, "plan", problems);
+    let log: Option<LogConfig> = section(&table, "log", problems);
+    let sources: Vec<SourceConfig> = list(&table, "sources", problems);
+    let events: Vec<EventPlanConfig> = list(&table, "events", problems);
+    let destinations = resolve_destinations(&table, problems);
+
+    validate_sources(&sources, problems);
+    if let Some(i) = &ingest {
+        for (key, v) in [
+            ("max_body_bytes", i.max_body_bytes),
+            ("max_browser_body_bytes", i.max_browser_body_bytes),
+            ("max_event_bytes", i.max_event_bytes),
+            ("max_batch_events", i.max_batch_events),
+        ] {
+            if v == 0 {
+                problems.push(problem(format!("ingest.{key}"), "must be greater than 0"));
+            }
+        }
+    }
+    let store = match (&raw_store, &data_dir) {
+        (Some(s), Some(dir)) => match s.kind.as_str() {
+            "sqlite" => {
+                let path = if s.path.is_empty() { dir.join("tally.db") } else { PathBuf::from(&s.path) };
+                let mut c = SqliteConfig::new(path);
+                c.max_group_items = s.max_group_items.max(1);
+                c.queue_capacity = s.queue_capacity.max(1);
+                c.enqueue_timeout = Duration::from_millis(s.enqueue_timeout_ms);
+                Some(StoreSettings::Sqlite(c))
+            }
+            "postgres" => {
+                if s.url.is_empty() {
+                    problems.push(problem("store.url", "is required when store.kind = \"postgres\""));
+                }
+                Some(StoreSettings::Postgres { url: s.url.clone() })
+            }
+            other => {
+                problems.push(problem("store.kind", format!("`{other}` is not one of sqlite, postgres")));
+                None
+            }
+        },
+        _ => None,
+    };
+    let plan = match (dedup, plan_settings) {
+        (Some(d), Some(p)) => {
+            let settings = PlanSettings {
+                unplanned: p.unplanned,
+                event_id_window_ms: (d.event_id_window_secs as i64).saturating_mul(1000),
+                dedup_key_window_ms: (d.dedup_key_window_secs as i64).saturating_mul(1000),
+            };
+            match TrackingPlan::new(events, settings) {
+                Ok(plan) => Some(plan),
+                Err(list) => {
+                    problems.extend(list.into_iter().map(|(k, m)| problem(k, m)));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Some(Config {
+        listen: listen?,
+        data_dir: data_dir?,
+        admin_token,
+        workers: workers?,
+        store: store?,
+        ingest: ingest?,
+        plan: plan?,
+        sources,
+        destinations,
+        log: log?,
+    })
+}
+
+fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
+    let mut names = BTreeMap::new();
+    let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        let key = format!("sources[{i}]");
+        if s.name.trim().is_empty() {
+            problems.push(problem(format!("{key}.name"), "must not be empty"));
+        } else if let Some(prev) = names.insert(s.name.as_str(), i) {
+            problems.push(problem(format!("{key}.name"), format!("`{}` is also the name of sources[{prev}]", s.name)));
+        }
+        if s.key.expose().len() < 8 {
+            problems.push(problem(format!("{key}.key"), "must be at least 8 characters"));
+        } else if let Some(prev) = keys.insert(s.key.expose(), i) {
+            problems.push(problem(format!("{key}.key"), format!("is the same key as sources[{prev}]")));
+        }
+        match s.kind {
+            SourceKind::Browser if s.allowed_origins.is_empty() => problems.push(problem(
+                format!("{key}.allowed_origins"),
+                "a browser source needs at least one origin (\"https://shop.example\", or \"*\")",
+            )),
+            SourceKind::Server if !s.allowed_origins.is_empty() => problems.push(problem(
+                format!("{key}.allowed_origins"),
+                "server sources are not used from browsers; remove allowed_origins",
+            )),
+            _ => {}
+        }
+        for (j, o) in s.allowed_origins.iter().enumerate() {
+            let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            let ok = o == "*" || host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
+            if !ok {
+                problems.push(problem(
+                    format!("{key}.allowed_origins[{j}]"),
+                    format!("`{o}` is not an origin like https://shop.example (scheme and host, no path)"),
+                ));
+            }
+        }
+        if s.rate_limit_per_sec == Some(0) {
+            problems.push(problem(format!("{key}.rate_limit_per_sec"), "must be at least 1 (or unset for no limit)"));
+        }
+    }
+}
+
+fn resolve_destinations(table: &Table, problems: &mut Vec<Problem>) -> Vec<DestinationDecl> {
+    let Some(value) = table.get("destinations") else { return Vec::new() };
+    let Some(items) = value.as_array() else {
+        problems.push(problem("destinations", "must be a list of tables ([[destinations]])"));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("destinations[{i}]");
+        let Some(t) = item.as_table() else {
+            problems.push(problem(&key, "must be a table"));
+            continue;
+        };
+        let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+        let kind = t.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() {
+            problems.push(problem(format!("{key}.name"), "is required"));
+        }
+        if !DESTINATION_KINDS.contains(&kind) {
+            problems.push(problem(
+                format!("{key}.kind"),
+                format!("`{kind}` is not one of {}", DESTINATION_KINDS.join(", ")),
+            ));
+        }
+        out.push(DestinationDecl { name: name.to_owned(), kind: kind.to_owned() });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load_and_match_the_documented_values() {
+        let c = load_from(None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./tally-data"));
+        assert!(c.admin_token.is_none());
+        assert_eq!(c.ingest, IngestConfig::default());
+        let StoreSettings::Sqlite(s) = &c.store else { panic!("sqlite by default") };
+        assert_eq!(s, &SqliteConfig::new("./tally-data/tally.db"));
+        assert_eq!(c.plan.settings(), &PlanSettings::default());
+        assert!(c.plan.event("purchase").is_some());
+        assert_eq!(c.sources.len(), 2);
+    }
+
+    #[test]
+    fn the_product_sample_config_loads() {
+        let sample = include_str!("../../../config/examples/single-node.toml");
+        let c = load_from(Some(("sample", sample)), &env(&[("TALLY_ADMIN_TOKEN", "admin-token-0123456789"), ("META_ACCESS_TOKEN", "t")]), &Overrides::default())
+            .unwrap();
+        assert_eq!(c.sources[0].allowed_origins, ["https://shop.example"]);
+        assert_eq!(c.destinations[0].kind, "meta_capi");
+        assert!(c.plan.event("lead").is_some());
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let file = "listen = \"127.0.0.1:9000\"\n[ingest]\nmax_event_bytes = 1000\n";
+        let e = env(&[("TALLY_LISTEN", "127.0.0.1:9100"), ("TALLY_INGEST__MAX_EVENT_BYTES", "2000")]);
+        let c = load_from(Some(("f", file)), &e, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.ingest.max_event_bytes, 2000);
+        let flags = Overrides { listen: Some("127.0.0.1:9200".into()), data_dir: None };
+        let c = load_from(Some(("f", file)), &e, &flags).unwrap();
+        assert_eq!(c.listen.port(), 9200);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key_and_never_a_secret() {
+        let file = r#"
+            listen = "nowhere"
+            admin_token = "${MISSING_TOKEN}"
+            colour = "blue"
+            [store]
+            kind = "mysql"
+            [ingest]
+            max_event_bytes = "big"
+            [[sources]]
+            name = "web"
+            kind = "browser"
+            key = "pk_secret_value_123"
+            [[sources]]
+            name = "web"
+            kind = "server"
+            key = "pk_secret_value_123"
+            [[events]]
+            name = "purchase"
+            dedup_key = 7
+            [[destinations]]
+            name = "fb"
+            kind = "facebook"
+        "#;
+        let err = load_from(Some(("f", file)), &env(&[]), &Overrides::default()).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "colour",
+            "admin_token",
+            "listen",
+            "store.kind",
+            "ingest.max_event_bytes",
+            "sources[0].allowed_origins",
+            "sources[1].name",
+            "sources[1].key",
+            "events[0].dedup_key",
+            "destinations[0].kind",
+        ] {
+            assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+        }
+        assert!(!err.to_string().contains("pk_secret_value_123"), "{err}");
+    }
+
+    #[test]
+    fn expands_variables_with_fallbacks_and_escapes() {
+        let e = env(&[("A", "x")]);
+        assert_eq!(expand_vars("${A}-${B:-y}-$${C}", &e).unwrap(), "x-y-${C}");
+        assert!(expand_vars("${B}", &e).unwrap_err().contains("B is not set"));
+    }
+
+    #[test]
+    fn a_file_s_sources_replace_the_demo_sources() {
+        let file = "[[sources]]\nname = \"api\"\nkind = \"server\"\nkey = \"sk_live_0123456789\"\n";
+        let c = load_from(Some(("f", file)), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.sources[0].name, "api");
+    }
+}
