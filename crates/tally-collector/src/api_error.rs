@@ -88,8 +88,12 @@ impl ApiError {
             ApiError::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
-            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            ApiError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::UnsupportedEncoding(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+            }
             ApiError::MissingKey(_) => (StatusCode::UNAUTHORIZED, "missing_key"),
             ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "invalid_key"),
             ApiError::WrongKeyKind(_) => (StatusCode::UNAUTHORIZED, "wrong_key_kind"),
@@ -112,9 +116,15 @@ impl IntoResponse for ApiError {
             ApiError::StoreUnavailable => Some(1),
             _ => None,
         };
-        let mut response = (status, axum::Json(json!({"code": code, "message": self.to_string()}))).into_response();
+        let mut response = (
+            status,
+            axum::Json(json!({"code": code, "message": self.to_string()})),
+        )
+            .into_response();
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -20,7 +20,9 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::BodyTooLarge { limit })?;
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::BodyTooLarge { limit })?;
     match encoding.as_str() {
         "" | "identity" => Ok(raw),
         "gzip" | "x-gzip" => {
@@ -29,7 +31,9 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes
             flate2::read::MultiGzDecoder::new(&raw[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| ApiError::InvalidBody(format!("gzip body cannot be decompressed: {e}")))?;
+                .map_err(|e| {
+                    ApiError::InvalidBody(format!("gzip body cannot be decompressed: {e}"))
+                })?;
             if out.len() > limit {
                 return Err(ApiError::BodyTooLarge { limit });
             }
@@ -45,9 +49,22 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes
 /// # Errors
 /// `UnsupportedMediaType`.
 pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
-    let ct = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if ct.starts_with("multipart/") { Err(ApiError::UnsupportedMediaType(ct)) } else { Ok(()) }
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if ct.starts_with("multipart/") {
+        Err(ApiError::UnsupportedMediaType(ct))
+    } else {
+        Ok(())
+    }
 }
 
 /// The top level of a body: one event, or a batch, plus any key fields.
@@ -78,21 +95,38 @@ struct Top<'a> {
 /// `InvalidJson`, `InvalidBody` (not an object, `batch` not an array), `EmptyBatch`,
 /// `BatchTooLarge`.
 pub fn split(bytes: &[u8], max_batch_events: usize) -> Result<Envelope<'_>, ApiError> {
-    let whole: &RawValue = serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let whole: &RawValue =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     if !whole.get().trim_start().starts_with('{') {
-        return Err(ApiError::InvalidBody("the body must be an event object or {\"batch\": [...]}".into()));
+        return Err(ApiError::InvalidBody(
+            "the body must be an event object or {\"batch\": [...]}".into(),
+        ));
     }
-    let top: Top<'_> = serde_json::from_str(whole.get()).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let top: Top<'_> =
+        serde_json::from_str(whole.get()).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     match top.batch {
         Some(events) => {
             if events.is_empty() {
                 return Err(ApiError::EmptyBatch);
             }
             if events.len() > max_batch_events {
-                return Err(ApiError::BatchTooLarge { limit: max_batch_events, got: events.len() });
+                return Err(ApiError::BatchTooLarge {
+                    limit: max_batch_events,
+                    got: events.len(),
+                });
             }
-            Ok(Envelope { events, is_batch: true, key: top.key, write_key: top.write_key })
+            Ok(Envelope {
+                events,
+                is_batch: true,
+                key: top.key,
+                write_key: top.write_key,
+            })
         }
-        None => Ok(Envelope { events: vec![whole], is_batch: false, key: top.key, write_key: top.write_key }),
+        None => Ok(Envelope {
+            events: vec![whole],
+            is_batch: false,
+            key: top.key,
+            write_key: top.write_key,
+        }),
     }
 }

@@ -26,7 +26,10 @@ pub fn router(state: CollectorState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/v1/events", post(events::server_events))
-        .route("/v1/collect", post(events::browser_collect).options(events::browser_preflight))
+        .route(
+            "/v1/collect",
+            post(events::browser_collect).options(events::browser_preflight),
+        )
         .route("/v1/track", post(events::segment_track))
         .route("/v1/page", post(events::segment_page))
         .route("/v1/identify", post(events::segment_identify))

@@ -61,15 +61,33 @@ impl Default for Metrics {
         let request_duration = Family::<DoorLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
-        registry.register("events", "Events answered, by door and outcome", events.clone());
-        registry.register("rejections", "Events rejected, by reason code", rejections.clone());
-        registry.register("requests", "Requests answered, by door and HTTP status", requests.clone());
+        registry.register(
+            "events",
+            "Events answered, by door and outcome",
+            events.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Events rejected, by reason code",
+            rejections.clone(),
+        );
+        registry.register(
+            "requests",
+            "Requests answered, by door and HTTP status",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from request to durable answer, by door",
             request_duration.clone(),
         );
-        Metrics { registry, events, rejections, requests, request_duration }
+        Metrics {
+            registry,
+            events,
+            rejections,
+            requests,
+            request_duration,
+        }
     }
 }
 
@@ -77,7 +95,8 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }

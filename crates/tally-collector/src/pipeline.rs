@@ -11,14 +11,16 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tally_core::dedup::{Candidate, MatchedBy};
 use tally_core::event::SourceKind;
-use tally_core::parse::{IDENTIFY_EVENT, ParseContext, ParseLimits, parse_event, scrub_for_quarantine};
+use tally_core::parse::{
+    IDENTIFY_EVENT, ParseContext, ParseLimits, parse_event, scrub_for_quarantine,
+};
 use tally_core::plan::TrackingPlan;
 use tally_core::segment::{self, CallType};
 use tally_core::timestamp::Timestamp;
 use tally_core::{Rejection, Warning};
 use tally_store::{
-    IdentityLink, IngestItem, IngestOutcome, NewQuarantine, QuarantineBody, QuarantineFilter, QuarantineRecord,
-    QuarantineStatus, Store, StoreError,
+    IdentityLink, IngestItem, IngestOutcome, NewQuarantine, QuarantineBody, QuarantineFilter,
+    QuarantineRecord, QuarantineStatus, Store, StoreError,
 };
 
 /// How the events in a request are shaped.
@@ -99,7 +101,11 @@ pub struct Pipeline {
 
 enum Slot {
     Done(EventResult),
-    Stored { item: usize, event_id: String, warnings: Vec<Warning> },
+    Stored {
+        item: usize,
+        event_id: String,
+        warnings: Vec<Warning>,
+    },
 }
 
 impl Pipeline {
@@ -121,7 +127,10 @@ impl Pipeline {
             slots.push(self.judge(sender, raw, format, received_at, &mut items));
         }
         let outcomes = self.store.ingest(received_at, items).await?;
-        Ok(slots.into_iter().map(|slot| finish(slot, &outcomes)).collect())
+        Ok(slots
+            .into_iter()
+            .map(|slot| finish(slot, &outcomes))
+            .collect())
     }
 
     fn judge(
@@ -135,13 +144,26 @@ impl Pipeline {
         let text = raw.get();
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => return Slot::Done(EventResult::rejected(None, Rejection::new("invalid_json", e.to_string()), false)),
+            Err(e) => {
+                return Slot::Done(EventResult::rejected(
+                    None,
+                    Rejection::new("invalid_json", e.to_string()),
+                    false,
+                ));
+            }
         };
-        let input_id = value.get("event_id").or_else(|| value.get("messageId")).and_then(id_text);
+        let input_id = value
+            .get("event_id")
+            .or_else(|| value.get("messageId"))
+            .and_then(id_text);
         if text.len() > self.max_event_bytes {
             let r = Rejection::new(
                 "event_too_large",
-                format!("the event is {} bytes; at most {} are accepted", text.len(), self.max_event_bytes),
+                format!(
+                    "the event is {} bytes; at most {} are accepted",
+                    text.len(),
+                    self.max_event_bytes
+                ),
             );
             return Slot::Done(EventResult::rejected(input_id, r, false));
         }
@@ -152,12 +174,20 @@ impl Pipeline {
         if sender.kind == SourceKind::Browser {
             enrich_from_connection(&mut value, sender);
         }
-        let ctx = ParseContext { source: &sender.source, source_kind: sender.kind, received_at, limits: &self.limits };
+        let ctx = ParseContext {
+            source: &sender.source,
+            source_kind: sender.kind,
+            received_at,
+            limits: &self.limits,
+        };
         let (parsed, warnings) = match parse_event(&value, &ctx) {
             Ok(p) => (p.event, p.warnings),
             Err(rejection) => {
                 let (input, identity) = scrub_for_quarantine(&value);
-                let name = value.get("event").and_then(Value::as_str).map(str::to_owned);
+                let name = value
+                    .get("event")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 items.push(IngestItem::Quarantine(NewQuarantine {
                     received_at,
                     source: sender.source.clone(),
@@ -179,14 +209,26 @@ impl Pipeline {
                 external_id: parsed.user.identity.external_id.clone(),
                 identity: parsed.user.identity.clone(),
             }));
-            return Slot::Stored { item: items.len() - 1, event_id, warnings };
+            return Slot::Stored {
+                item: items.len() - 1,
+                event_id,
+                warnings,
+            };
         }
         match self.plan_candidate(parsed) {
             Ok(candidate) => {
-                items.push(IngestItem::Event { candidate, replay_of: None });
-                Slot::Stored { item: items.len() - 1, event_id, warnings }
+                items.push(IngestItem::Event {
+                    candidate,
+                    replay_of: None,
+                });
+                Slot::Stored {
+                    item: items.len() - 1,
+                    event_id,
+                    warnings,
+                }
             }
-            Err((event, rejection)) => {
+            Err(refused) => {
+                let (event, rejection) = *refused;
                 items.push(IngestItem::Quarantine(NewQuarantine {
                     received_at,
                     source: sender.source.clone(),
@@ -194,7 +236,9 @@ impl Pipeline {
                     event_name: Some(event.name.clone()),
                     event_id: Some(event.event_id.clone()),
                     rejection: rejection.clone(),
-                    body: QuarantineBody::Event { event: Box::new(event) },
+                    body: QuarantineBody::Event {
+                        event: Box::new(event),
+                    },
                 }));
                 Slot::Done(EventResult::rejected(Some(event_id), rejection, true))
             }
@@ -204,7 +248,7 @@ impl Pipeline {
     fn plan_candidate(
         &self,
         mut event: tally_core::event::Event,
-    ) -> Result<Candidate, (tally_core::event::Event, Rejection)> {
+    ) -> Result<Candidate, Box<(tally_core::event::Event, Rejection)>> {
         match self.plan.check(&mut event) {
             Ok(d) => Ok(Candidate {
                 event,
@@ -212,7 +256,7 @@ impl Pipeline {
                 event_id_window_ms: d.event_id_window_ms,
                 dedup_key_window_ms: d.dedup_key_window_ms,
             }),
-            Err(r) => Err((event, r)),
+            Err(r) => Err(Box::new((event, r))),
         }
     }
 
@@ -222,7 +266,11 @@ impl Pipeline {
     ///
     /// # Errors
     /// When the store cannot be read or written.
-    pub async fn replay_quarantine(&self, filter: QuarantineFilter, now: Timestamp) -> Result<ReplaySummary, StoreError> {
+    pub async fn replay_quarantine(
+        &self,
+        filter: QuarantineFilter,
+        now: Timestamp,
+    ) -> Result<ReplaySummary, StoreError> {
         let mut summary = ReplaySummary::default();
         let mut after = filter.after_id;
         loop {
@@ -273,13 +321,22 @@ impl Pipeline {
         };
         let candidate = event.and_then(|e| {
             if e.name == IDENTIFY_EVENT {
-                return Err(Rejection::new("identify_not_replayable", "identify calls are not replayed"));
+                return Err(Rejection::new(
+                    "identify_not_replayable",
+                    "identify calls are not replayed",
+                ));
             }
-            self.plan_candidate(e).map_err(|(_, r)| r)
+            self.plan_candidate(e).map_err(|refused| refused.1)
         });
         match candidate {
-            Ok(candidate) => IngestItem::Event { candidate, replay_of: Some(row.id) },
-            Err(rejection) => IngestItem::Requarantine { id: row.id, rejection },
+            Ok(candidate) => IngestItem::Event {
+                candidate,
+                replay_of: Some(row.id),
+            },
+            Err(rejection) => IngestItem::Requarantine {
+                id: row.id,
+                rejection,
+            },
         }
     }
 }
@@ -302,7 +359,11 @@ pub struct ReplaySummary {
 fn finish(slot: Slot, outcomes: &[IngestOutcome]) -> EventResult {
     let (item, event_id, warnings) = match slot {
         Slot::Done(r) => return r,
-        Slot::Stored { item, event_id, warnings } => (item, event_id, warnings),
+        Slot::Stored {
+            item,
+            event_id,
+            warnings,
+        } => (item, event_id, warnings),
     };
     let base = EventResult {
         status: "accepted",
@@ -315,7 +376,10 @@ fn finish(slot: Slot, outcomes: &[IngestOutcome]) -> EventResult {
     };
     match &outcomes[item] {
         IngestOutcome::Accepted | IngestOutcome::Linked => base,
-        IngestOutcome::Duplicate { matched_by, stored_event_id } => EventResult {
+        IngestOutcome::Duplicate {
+            matched_by,
+            stored_event_id,
+        } => EventResult {
             status: "duplicate",
             duplicate_of: (*matched_by == MatchedBy::DedupKey).then(|| stored_event_id.clone()),
             ..base
@@ -327,7 +391,11 @@ fn finish(slot: Slot, outcomes: &[IngestOutcome]) -> EventResult {
             quarantined: true,
             ..base
         },
-        IngestOutcome::Quarantined { .. } => EventResult { status: "rejected", quarantined: true, ..base },
+        IngestOutcome::Quarantined { .. } => EventResult {
+            status: "rejected",
+            quarantined: true,
+            ..base
+        },
     }
 }
 
@@ -349,14 +417,23 @@ fn to_native(value: Value, format: Format) -> Result<Value, Rejection> {
 
 /// Fills the browser's IP and user agent from the request when the event does not carry them.
 fn enrich_from_connection(value: &mut Value, sender: &Sender) {
-    let Some(obj) = value.as_object_mut() else { return };
-    let user = obj.entry("user").or_insert_with(|| Value::Object(Default::default()));
-    let Some(user) = user.as_object_mut() else { return };
-    for (field, from) in [("ip", &sender.client_ip), ("user_agent", &sender.user_agent)] {
-        if let Some(v) = from {
-            if user.get(field).is_none_or(Value::is_null) {
-                user.insert(field.to_owned(), Value::String(v.clone()));
-            }
+    let Some(obj) = value.as_object_mut() else {
+        return;
+    };
+    let user = obj
+        .entry("user")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(user) = user.as_object_mut() else {
+        return;
+    };
+    for (field, from) in [
+        ("ip", &sender.client_ip),
+        ("user_agent", &sender.user_agent),
+    ] {
+        if let Some(v) = from
+            && user.get(field).is_none_or(Value::is_null)
+        {
+            user.insert(field.to_owned(), Value::String(v.clone()));
         }
     }
 }

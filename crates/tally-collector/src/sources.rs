@@ -35,12 +35,17 @@ impl Source {
 
     /// Whether a request from `origin` may use this source.
     pub fn allows_origin(&self, origin: &str) -> bool {
-        self.config.allowed_origins.iter().any(|o| o == "*" || o.trim_end_matches('/') == origin)
+        self.config
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.trim_end_matches('/') == origin)
     }
 
     /// Takes `events` tokens, or says how long to wait before retrying.
     pub fn admit(&self, events: usize) -> Result<(), Duration> {
-        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
         let n = NonZeroU32::new(events.max(1) as u32).expect("max(1)");
         match limiter.check_n(n) {
             Ok(Ok(())) => Ok(()),
@@ -65,18 +70,32 @@ impl Sources {
         let mut map = HashMap::new();
         for config in configs {
             if config.kind == SourceKind::Browser {
-                origins.extend(config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()));
+                origins.extend(
+                    config
+                        .allowed_origins
+                        .iter()
+                        .map(|o| o.trim_end_matches('/').to_owned()),
+                );
             }
-            let limiter = config.rate_limit_per_sec.and_then(NonZeroU32::new).map(|rate| {
-                let burst = config
-                    .rate_limit_burst
-                    .and_then(NonZeroU32::new)
-                    .unwrap_or(rate.saturating_mul(NonZeroU32::new(2).expect("2")));
-                RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-            });
-            map.insert(hash(config.key.expose()), Arc::new(Source { config, limiter }));
+            let limiter = config
+                .rate_limit_per_sec
+                .and_then(NonZeroU32::new)
+                .map(|rate| {
+                    let burst = config
+                        .rate_limit_burst
+                        .and_then(NonZeroU32::new)
+                        .unwrap_or(rate.saturating_mul(NonZeroU32::new(2).expect("2")));
+                    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+                });
+            map.insert(
+                hash(config.key.expose()),
+                Arc::new(Source { config, limiter }),
+            );
         }
-        Sources { by_key_hash: Arc::new(map), origins: Arc::new(origins) }
+        Sources {
+            by_key_hash: Arc::new(map),
+            origins: Arc::new(origins),
+        }
     }
 
     /// The source whose key is `key`.

@@ -64,20 +64,30 @@ pub enum Decision {
 }
 
 /// Decides what an incoming copy is, given what the store found within the windows.
-pub fn decide(candidate: &Candidate, by_event_id: Option<Found<'_>>, by_key: Option<Found<'_>>) -> Decision {
+pub fn decide(
+    candidate: &Candidate,
+    by_event_id: Option<Found<'_>>,
+    by_key: Option<Found<'_>>,
+) -> Decision {
     if let Some(found) = by_event_id {
         return match (found.dedup_value, candidate.dedup_value.as_deref()) {
-            (Some(stored), Some(incoming)) if stored != incoming => {
-                Decision::Collision { stored_value: stored.to_owned() }
-            }
-            _ => Decision::Duplicate { matched_by: MatchedBy::EventId, ghost: false },
+            (Some(stored), Some(incoming)) if stored != incoming => Decision::Collision {
+                stored_value: stored.to_owned(),
+            },
+            _ => Decision::Duplicate {
+                matched_by: MatchedBy::EventId,
+                ghost: false,
+            },
         };
     }
     if let Some(found) = by_key {
         let ghost = candidate.event.source_kind == SourceKind::Browser
             && found.has_browser_copy
             && found.event.event_id != candidate.event.event_id;
-        return Decision::Duplicate { matched_by: MatchedBy::DedupKey, ghost };
+        return Decision::Duplicate {
+            matched_by: MatchedBy::DedupKey,
+            ghost,
+        };
     }
     Decision::New
 }
@@ -122,26 +132,65 @@ mod tests {
     #[test]
     fn same_event_id_is_a_duplicate_unless_the_order_differs() {
         let stored = event("a", SourceKind::Browser);
-        let found = Found { event: &stored, dedup_value: Some("1001"), has_browser_copy: true };
+        let found = Found {
+            event: &stored,
+            dedup_value: Some("1001"),
+            has_browser_copy: true,
+        };
         let same = candidate("a", SourceKind::Server, Some("1001"));
-        assert_eq!(decide(&same, Some(found), None), Decision::Duplicate { matched_by: MatchedBy::EventId, ghost: false });
+        assert_eq!(
+            decide(&same, Some(found), None),
+            Decision::Duplicate {
+                matched_by: MatchedBy::EventId,
+                ghost: false
+            }
+        );
         let other = candidate("a", SourceKind::Server, Some("1002"));
-        assert_eq!(decide(&other, Some(found), None), Decision::Collision { stored_value: "1001".into() });
+        assert_eq!(
+            decide(&other, Some(found), None),
+            Decision::Collision {
+                stored_value: "1001".into()
+            }
+        );
     }
 
     #[test]
     fn two_browser_copies_with_different_ids_for_one_order_are_ghosts() {
         let stored = event("a", SourceKind::Browser);
-        let found = Found { event: &stored, dedup_value: Some("1001"), has_browser_copy: true };
+        let found = Found {
+            event: &stored,
+            dedup_value: Some("1001"),
+            has_browser_copy: true,
+        };
         let ghost = candidate("b", SourceKind::Browser, Some("1001"));
-        assert_eq!(decide(&ghost, None, Some(found)), Decision::Duplicate { matched_by: MatchedBy::DedupKey, ghost: true });
+        assert_eq!(
+            decide(&ghost, None, Some(found)),
+            Decision::Duplicate {
+                matched_by: MatchedBy::DedupKey,
+                ghost: true
+            }
+        );
         let server = candidate("b", SourceKind::Server, Some("1001"));
-        assert_eq!(decide(&server, None, Some(found)), Decision::Duplicate { matched_by: MatchedBy::DedupKey, ghost: false });
+        assert_eq!(
+            decide(&server, None, Some(found)),
+            Decision::Duplicate {
+                matched_by: MatchedBy::DedupKey,
+                ghost: false
+            }
+        );
     }
 
     #[test]
     fn windows_are_half_open() {
-        assert!(within_window(Timestamp::from_millis(0), Timestamp::from_millis(9), 10));
-        assert!(!within_window(Timestamp::from_millis(0), Timestamp::from_millis(10), 10));
+        assert!(within_window(
+            Timestamp::from_millis(0),
+            Timestamp::from_millis(9),
+            10
+        ));
+        assert!(!within_window(
+            Timestamp::from_millis(0),
+            Timestamp::from_millis(10),
+            10
+        ));
     }
 }

@@ -12,8 +12,10 @@ use crate::event::{ConsentSignal, Event, SourceKind};
 /// paths), for the ledger. An empty list means the copy added nothing.
 pub fn merge(stored: &mut Event, incoming: &Event) -> Vec<String> {
     let mut contributed = Vec::new();
-    let server_overrides = incoming.source_kind == SourceKind::Server && stored.source_kind == SourceKind::Browser;
-    let browser_overrides = incoming.source_kind == SourceKind::Browser && stored.source_kind == SourceKind::Server;
+    let server_overrides =
+        incoming.source_kind == SourceKind::Server && stored.source_kind == SourceKind::Browser;
+    let browser_overrides =
+        incoming.source_kind == SourceKind::Browser && stored.source_kind == SourceKind::Server;
 
     // Business data: value, currency, properties.
     if server_overrides {
@@ -55,7 +57,10 @@ pub fn merge(stored: &mut Event, incoming: &Event) -> Vec<String> {
     }
 
     // Browser context.
-    let take = |contributed: &mut Vec<String>, field: &str, stored: &mut Option<String>, incoming: &Option<String>| {
+    let take = |contributed: &mut Vec<String>,
+                field: &str,
+                stored: &mut Option<String>,
+                incoming: &Option<String>| {
         let replace = match (stored.as_ref(), incoming.as_ref()) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -66,14 +71,38 @@ pub fn merge(stored: &mut Event, incoming: &Event) -> Vec<String> {
             contributed.push(field.to_owned());
         }
     };
-    take(&mut contributed, "user.anonymous_id", &mut stored.user.anonymous_id, &incoming.user.anonymous_id);
-    take(&mut contributed, "user.ip", &mut stored.user.ip, &incoming.user.ip);
-    take(&mut contributed, "user.user_agent", &mut stored.user.user_agent, &incoming.user.user_agent);
-    let incoming_ids: Vec<(&str, Option<String>)> =
-        incoming.user.click_ids.named().map(|(n, v)| (n, v.clone())).collect();
+    take(
+        &mut contributed,
+        "user.anonymous_id",
+        &mut stored.user.anonymous_id,
+        &incoming.user.anonymous_id,
+    );
+    take(
+        &mut contributed,
+        "user.ip",
+        &mut stored.user.ip,
+        &incoming.user.ip,
+    );
+    take(
+        &mut contributed,
+        "user.user_agent",
+        &mut stored.user.user_agent,
+        &incoming.user.user_agent,
+    );
+    let incoming_ids: Vec<(&str, Option<String>)> = incoming
+        .user
+        .click_ids
+        .named()
+        .map(|(n, v)| (n, v.clone()))
+        .collect();
     for (name, value) in incoming_ids {
         if let Some(slot) = stored.user.click_ids.field_mut(name) {
-            take(&mut contributed, &format!("user.click_ids.{name}"), slot, &value);
+            take(
+                &mut contributed,
+                &format!("user.click_ids.{name}"),
+                slot,
+                &value,
+            );
         }
     }
     if stored.user.click_ids.clicked_at.is_none() && incoming.user.click_ids.clicked_at.is_some() {
@@ -94,7 +123,12 @@ pub fn merge(stored: &mut Event, incoming: &Event) -> Vec<String> {
         }
         (Some(s), Some(p)) => {
             take(&mut contributed, "page.url", &mut s.url, &p.url);
-            take(&mut contributed, "page.referrer", &mut s.referrer, &p.referrer);
+            take(
+                &mut contributed,
+                "page.referrer",
+                &mut s.referrer,
+                &p.referrer,
+            );
             take(&mut contributed, "page.title", &mut s.title, &p.title);
         }
     }
@@ -109,7 +143,10 @@ pub fn merge(stored: &mut Event, incoming: &Event) -> Vec<String> {
     let incoming_signals: Vec<(&str, Option<ConsentSignal>)> = incoming.consent.signals().collect();
     for (name, signal) in incoming_signals {
         let Some(signal) = signal else { continue };
-        let slot = stored.consent.signal_mut(name).expect("signal names come from signals()");
+        let slot = stored
+            .consent
+            .signal_mut(name)
+            .expect("signal names come from signals()");
         let merged = match *slot {
             None => Some(signal),
             Some(ConsentSignal::Denied) => Some(ConsentSignal::Denied),
@@ -178,9 +215,16 @@ mod tests {
         let contributed = merge(&mut merged, &server());
         assert_eq!(merged.value, Some(Decimal::new(12990, 2)));
         assert!(merged.user.identity.email_sha256.is_some());
-        assert_eq!(merged.user.ip.as_deref(), Some("198.51.100.7"), "browser IP kept over the backend's");
+        assert_eq!(
+            merged.user.ip.as_deref(),
+            Some("198.51.100.7"),
+            "browser IP kept over the backend's"
+        );
         assert_eq!(merged.user.click_ids.gclid.as_deref(), Some("G1"));
-        assert_eq!(merged.page.as_ref().unwrap().url.as_deref(), Some("https://shop.example/thanks"));
+        assert_eq!(
+            merged.page.as_ref().unwrap().url.as_deref(),
+            Some("https://shop.example/thanks")
+        );
         assert_eq!(merged.timestamp, Timestamp::from_millis(1_763_633_600_000));
         assert!(contributed.contains(&"value".to_owned()));
         assert!(contributed.contains(&"properties.margin".to_owned()));
@@ -207,7 +251,10 @@ mod tests {
         let mut merged = browser();
         merge(&mut merged, &server());
         assert_eq!(merged.consent.ad_user_data, Some(ConsentSignal::Denied));
-        assert_eq!(merged.consent.ad_personalization, Some(ConsentSignal::Granted));
+        assert_eq!(
+            merged.consent.ad_personalization,
+            Some(ConsentSignal::Granted)
+        );
     }
 
     #[test]

@@ -67,8 +67,17 @@ pub struct Parsed {
 /// Event name that links an anonymous visitor to a user instead of recording a conversion.
 pub const IDENTIFY_EVENT: &str = "identify";
 
-const TOP_LEVEL: &[&str] =
-    &["event", "event_id", "timestamp", "user", "properties", "page", "consent", "test", "key"];
+const TOP_LEVEL: &[&str] = &[
+    "event",
+    "event_id",
+    "timestamp",
+    "user",
+    "properties",
+    "page",
+    "consent",
+    "test",
+    "key",
+];
 const IDENTITY_FIELDS: &[&str] = &[
     "email",
     "phone",
@@ -106,7 +115,10 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
 
     let name = match obj.get("event") {
         None | Some(Value::Null) => {
-            return Err(Rejection::new("missing_event", "`event` (the event name) is required"));
+            return Err(Rejection::new(
+                "missing_event",
+                "`event` (the event name) is required",
+            ));
         }
         Some(v) => identifier(v, "event", ctx.limits.max_id_bytes, "invalid_event")?,
     };
@@ -130,7 +142,10 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
     if depth(&Value::Object(properties.clone())) > ctx.limits.max_property_depth + 1 {
         return Err(Rejection::new(
             "too_deep",
-            format!("`properties` nest deeper than {} levels", ctx.limits.max_property_depth),
+            format!(
+                "`properties` nest deeper than {} levels",
+                ctx.limits.max_property_depth
+            ),
         ));
     }
 
@@ -140,7 +155,9 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
             warnings.push(Warning::new(
                 format!("properties.{key}"),
                 "pii_moved_to_user",
-                format!("`properties.{key}` holds contact data; it was hashed into `user.{target}`"),
+                format!(
+                    "`properties.{key}` holds contact data; it was hashed into `user.{target}`"
+                ),
             ));
             pii_from_properties.entry(target.to_string()).or_insert(v);
         }
@@ -241,10 +258,16 @@ fn identifier(v: &Value, field: &str, max: usize, code: &str) -> Result<String, 
         return Err(Rejection::new(code, format!("`{field}` must not be empty")));
     }
     if s.len() > max {
-        return Err(Rejection::new(code, format!("`{field}` is longer than {max} bytes")));
+        return Err(Rejection::new(
+            code,
+            format!("`{field}` is longer than {max} bytes"),
+        ));
     }
     if s.chars().any(char::is_control) {
-        return Err(Rejection::new(code, format!("`{field}` contains control characters")));
+        return Err(Rejection::new(
+            code,
+            format!("`{field}` contains control characters"),
+        ));
     }
     Ok(s)
 }
@@ -278,15 +301,17 @@ fn parse_timestamp(
 ) -> Result<Timestamp, Rejection> {
     let ts = match v {
         None | Some(Value::Null) => return Ok(ctx.received_at),
-        Some(v) => Timestamp::from_json(v).map_err(|e: TimestampError| {
-            Rejection::new(e.code(), format!("`timestamp`: {e}"))
-        })?,
+        Some(v) => Timestamp::from_json(v)
+            .map_err(|e: TimestampError| Rejection::new(e.code(), format!("`timestamp`: {e}")))?,
     };
     let ahead = ts.millis() - ctx.received_at.millis();
     if ahead > ctx.limits.max_future_ms {
         return Err(Rejection::new(
             "timestamp_in_future",
-            format!("`timestamp` {ts} is {}s ahead of the server clock", ahead / 1000),
+            format!(
+                "`timestamp` {ts} is {}s ahead of the server clock",
+                ahead / 1000
+            ),
         ));
     }
     if ahead > 0 {
@@ -310,7 +335,9 @@ fn parse_timestamp(
     Ok(ts)
 }
 
-fn parse_money(props: &mut Map<String, Value>) -> Result<(Option<Decimal>, Option<Currency>), Rejection> {
+fn parse_money(
+    props: &mut Map<String, Value>,
+) -> Result<(Option<Decimal>, Option<Currency>), Rejection> {
     let value = match props.get("value") {
         None | Some(Value::Null) => None,
         Some(v) => {
@@ -328,9 +355,8 @@ fn parse_money(props: &mut Map<String, Value>) -> Result<(Option<Decimal>, Optio
     let currency = match props.get("currency") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
-            let c = Currency::parse(s).map_err(|e| {
-                Rejection::new(e.code(), format!("`properties.currency`: {e}"))
-            })?;
+            let c = Currency::parse(s)
+                .map_err(|e| Rejection::new(e.code(), format!("`properties.currency`: {e}")))?;
             props.insert("currency".into(), Value::String(c.as_str().to_owned()));
             Some(c)
         }
@@ -367,7 +393,13 @@ fn parse_user(
     for field in IDENTITY_FIELDS {
         let value = obj
             .get(*field)
-            .or_else(|| if *field == "date_of_birth" { obj.get("dob") } else { None })
+            .or_else(|| {
+                if *field == "date_of_birth" {
+                    obj.get("dob")
+                } else {
+                    None
+                }
+            })
             .or_else(|| pii_from_properties.get(*field));
         let text = match value {
             None | Some(Value::Null) => None,
@@ -390,7 +422,12 @@ fn parse_user(
             .iter()
             .find(|(f, _)| f == name)
             .map(|(_, v)| v.as_str())
-            .or_else(|| raw_fields.iter().find(|(f, _)| *f == name).and_then(|(_, v)| *v))
+            .or_else(|| {
+                raw_fields
+                    .iter()
+                    .find(|(f, _)| *f == name)
+                    .and_then(|(_, v)| *v)
+            })
     };
     let (identity, identity_warnings) = HashedIdentity::hash(&RawIdentity {
         email: get("email"),
@@ -420,7 +457,9 @@ fn parse_user(
 }
 
 fn parse_ip(v: Option<&Value>, warnings: &mut Vec<Warning>) -> Result<Option<String>, Rejection> {
-    let Some(s) = optional_string(v, "user.ip", 64)? else { return Ok(None) };
+    let Some(s) = optional_string(v, "user.ip", 64)? else {
+        return Ok(None);
+    };
     match s.parse::<std::net::IpAddr>() {
         Ok(ip) => Ok(Some(ip.to_string())),
         Err(_) => {
@@ -445,13 +484,16 @@ fn parse_click_ids(v: Option<&Value>, warnings: &mut Vec<Warning>) -> Result<Cli
         let path = format!("user.click_ids.{k}");
         if k == "clicked_at" {
             if !v.is_null() {
-                ids.clicked_at = Some(Timestamp::from_json(v).map_err(|e| {
-                    Rejection::new(e.code(), format!("`{path}`: {e}"))
-                })?);
+                ids.clicked_at = Some(
+                    Timestamp::from_json(v)
+                        .map_err(|e| Rejection::new(e.code(), format!("`{path}`: {e}")))?,
+                );
             }
             continue;
         }
-        let Some(value) = optional_string(Some(v), &path, MAX_CLICK_ID_BYTES)? else { continue };
+        let Some(value) = optional_string(Some(v), &path, MAX_CLICK_ID_BYTES)? else {
+            continue;
+        };
         if (k == "fbc" || k == "fbp") && !is_meta_cookie(&value) {
             warnings.push(Warning::new(
                 &path,
@@ -603,8 +645,18 @@ mod tests {
     #[test]
     fn rejects_timestamps_far_ahead_or_too_old_and_clamps_small_skew() {
         let year = 365 * 86_400_000;
-        assert_eq!(parse(json!({"event": "x", "timestamp": NOW + year})).unwrap_err().code, "timestamp_in_future");
-        assert_eq!(parse(json!({"event": "x", "timestamp": NOW - 10 * year})).unwrap_err().code, "timestamp_too_old");
+        assert_eq!(
+            parse(json!({"event": "x", "timestamp": NOW + year}))
+                .unwrap_err()
+                .code,
+            "timestamp_in_future"
+        );
+        assert_eq!(
+            parse(json!({"event": "x", "timestamp": NOW - 10 * year}))
+                .unwrap_err()
+                .code,
+            "timestamp_too_old"
+        );
         let p = parse(json!({"event": "x", "timestamp": NOW + 5_000})).unwrap();
         assert_eq!(p.event.timestamp.millis(), NOW);
         assert_eq!(p.warnings[0].code, "timestamp_clamped");
@@ -612,19 +664,51 @@ mod tests {
 
     #[test]
     fn rejects_missing_event_and_wrong_types() {
-        assert_eq!(parse(json!({"event_id": "a"})).unwrap_err().code, "missing_event");
-        assert_eq!(parse(json!({"event": ["a"]})).unwrap_err().code, "invalid_event");
-        assert_eq!(parse(json!({"event": "x", "user": "bob"})).unwrap_err().code, "wrong_type");
-        assert_eq!(parse(json!({"event": "x", "user": {"email": 5}})).unwrap_err().code, "wrong_type");
-        assert_eq!(parse(json!({"event": "x", "properties": []})).unwrap_err().code, "wrong_type");
-        assert_eq!(parse(json!({"event": "x", "event_id": ""})).unwrap_err().code, "invalid_event_id");
-        assert_eq!(parse(json!({"event": "x", "consent": {"ad_storage": "maybe"}})).unwrap_err().code, "invalid_consent");
+        assert_eq!(
+            parse(json!({"event_id": "a"})).unwrap_err().code,
+            "missing_event"
+        );
+        assert_eq!(
+            parse(json!({"event": ["a"]})).unwrap_err().code,
+            "invalid_event"
+        );
+        assert_eq!(
+            parse(json!({"event": "x", "user": "bob"}))
+                .unwrap_err()
+                .code,
+            "wrong_type"
+        );
+        assert_eq!(
+            parse(json!({"event": "x", "user": {"email": 5}}))
+                .unwrap_err()
+                .code,
+            "wrong_type"
+        );
+        assert_eq!(
+            parse(json!({"event": "x", "properties": []}))
+                .unwrap_err()
+                .code,
+            "wrong_type"
+        );
+        assert_eq!(
+            parse(json!({"event": "x", "event_id": ""}))
+                .unwrap_err()
+                .code,
+            "invalid_event_id"
+        );
+        assert_eq!(
+            parse(json!({"event": "x", "consent": {"ad_storage": "maybe"}}))
+                .unwrap_err()
+                .code,
+            "invalid_consent"
+        );
         assert_eq!(parse(json!("purchase")).unwrap_err().code, "not_an_object");
     }
 
     #[test]
     fn rejects_unknown_currency_and_out_of_range_values() {
-        let err = parse(json!({"event": "x", "properties": {"value": 1, "currency": "ABC"}})).unwrap_err();
+        let err = parse(json!({"event": "x", "properties": {"value": 1, "currency": "ABC"}}))
+            .unwrap_err();
         assert_eq!(err.code, "unknown_currency");
         let err = parse(json!({"event": "x", "properties": {"value": 1e300}})).unwrap_err();
         assert_eq!(err.code, "value_out_of_range");
@@ -638,7 +722,8 @@ mod tests {
 
     #[test]
     fn moves_contact_data_out_of_properties() {
-        let p = parse(json!({"event": "lead", "properties": {"email": "a@b.co", "lead_id": "7"}})).unwrap();
+        let p = parse(json!({"event": "lead", "properties": {"email": "a@b.co", "lead_id": "7"}}))
+            .unwrap();
         assert!(!p.event.properties.contains_key("email"));
         assert!(p.event.user.identity.email_sha256.is_some());
         assert_eq!(p.warnings[0].code, "pii_moved_to_user");
@@ -649,7 +734,10 @@ mod tests {
         let p = parse(json!({"event": "x", "user": {"click_ids": {
             "fbc": "fb.1.1596403881668.IwAR2xyz.ABcDEFGh", "fbp": "garbage"}}}))
         .unwrap();
-        assert_eq!(p.event.user.click_ids.fbc.as_deref(), Some("fb.1.1596403881668.IwAR2xyz.ABcDEFGh"));
+        assert_eq!(
+            p.event.user.click_ids.fbc.as_deref(),
+            Some("fb.1.1596403881668.IwAR2xyz.ABcDEFGh")
+        );
         assert_eq!(p.event.user.click_ids.fbp, None);
         assert_eq!(p.warnings[0].code, "invalid_meta_cookie");
     }
@@ -666,9 +754,15 @@ mod tests {
             "nickname": "jj", "anonymous_id": "a-1"}, "properties": {"phone": "+16505551212"}});
         let (scrubbed, identity) = scrub_for_quarantine(&original);
         let text = scrubbed.to_string();
-        assert!(!text.contains("jane") && !text.contains("555") && !text.contains("jj"), "{text}");
+        assert!(
+            !text.contains("jane") && !text.contains("555") && !text.contains("jj"),
+            "{text}"
+        );
         let mut replayed = parse(scrubbed).unwrap().event;
         replayed.user.identity.fill_from(&identity);
-        assert_eq!(replayed.user.identity, parse(original).unwrap().event.user.identity);
+        assert_eq!(
+            replayed.user.identity,
+            parse(original).unwrap().event.user.identity
+        );
     }
 }

@@ -132,7 +132,10 @@ impl TrackingPlan {
     /// # Errors
     /// Every problem found (duplicate names or aliases, a dedup key or type on a reserved
     /// name), each with the config key it concerns.
-    pub fn new(events: Vec<EventPlanConfig>, settings: PlanSettings) -> Result<Self, Vec<(String, String)>> {
+    pub fn new(
+        events: Vec<EventPlanConfig>,
+        settings: PlanSettings,
+    ) -> Result<Self, Vec<(String, String)>> {
         let mut problems = Vec::new();
         let mut plans = HashMap::new();
         let mut aliases = HashMap::new();
@@ -143,7 +146,10 @@ impl TrackingPlan {
                 continue;
             }
             if cfg.name == crate::parse::IDENTIFY_EVENT {
-                problems.push((format!("{key}.name"), "`identify` is built in and cannot be planned".to_owned()));
+                problems.push((
+                    format!("{key}.name"),
+                    "`identify` is built in and cannot be planned".to_owned(),
+                ));
             }
             for alias in &cfg.aliases {
                 if let Some(prev) = aliases.insert(alias.clone(), cfg.name.clone()) {
@@ -153,7 +159,11 @@ impl TrackingPlan {
                     ));
                 }
             }
-            if let Some(ty) = cfg.types.get("currency").filter(|t| **t != PropertyType::Currency) {
+            if let Some(ty) = cfg
+                .types
+                .get("currency")
+                .filter(|t| **t != PropertyType::Currency)
+            {
                 problems.push((
                     format!("{key}.types.currency"),
                     format!("`currency` is always an ISO 4217 code, not {ty:?}"),
@@ -161,11 +171,19 @@ impl TrackingPlan {
             }
             let window = cfg
                 .dedup_key_window_secs
-                .map_or(settings.dedup_key_window_ms, |s| s.saturating_mul(1000) as i64);
+                .map_or(settings.dedup_key_window_ms, |s| {
+                    s.saturating_mul(1000) as i64
+                });
             let name = cfg.name.clone();
-            let plan = EventPlan { config: cfg, dedup_key_window_ms: window };
+            let plan = EventPlan {
+                config: cfg,
+                dedup_key_window_ms: window,
+            };
             if plans.insert(name.clone(), plan).is_some() {
-                problems.push((format!("{key}.name"), format!("event `{name}` is planned twice")));
+                problems.push((
+                    format!("{key}.name"),
+                    format!("event `{name}` is planned twice"),
+                ));
             }
         }
         for (alias, target) in &aliases {
@@ -177,7 +195,11 @@ impl TrackingPlan {
             }
         }
         if problems.is_empty() {
-            Ok(TrackingPlan { events: plans, aliases, settings })
+            Ok(TrackingPlan {
+                events: plans,
+                aliases,
+                settings,
+            })
         } else {
             Err(problems)
         }
@@ -233,25 +255,27 @@ impl TrackingPlan {
             ));
         }
         for (prop, ty) in &cfg.types {
-            if let Some(v) = event.properties.get(prop).filter(|v| !v.is_null()) {
-                if !has_type(v, *ty) {
-                    return Err(Rejection::new(
-                        "wrong_property_type",
-                        format!("`properties.{prop}` must be {}", type_name(*ty)),
-                    ));
-                }
-            }
-        }
-        if let Some(v) = event.value {
-            if v.is_sign_negative() && !v.is_zero() && !cfg.allow_negative_value {
+            if let Some(v) = event.properties.get(prop).filter(|v| !v.is_null())
+                && !has_type(v, *ty)
+            {
                 return Err(Rejection::new(
-                    "negative_value",
-                    format!(
-                        "`properties.value` is negative; set allow_negative_value for `{}` to accept refunds",
-                        event.name
-                    ),
+                    "wrong_property_type",
+                    format!("`properties.{prop}` must be {}", type_name(*ty)),
                 ));
             }
+        }
+        if let Some(v) = event.value
+            && v.is_sign_negative()
+            && !v.is_zero()
+            && !cfg.allow_negative_value
+        {
+            return Err(Rejection::new(
+                "negative_value",
+                format!(
+                    "`properties.value` is negative; set allow_negative_value for `{}` to accept refunds",
+                    event.name
+                ),
+            ));
         }
         let dedup_value = match &cfg.dedup_key {
             None => None,
@@ -263,7 +287,9 @@ impl TrackingPlan {
                 Some(_) => {
                     return Err(Rejection::new(
                         "wrong_property_type",
-                        format!("`properties.{key}` is the dedup key and must be a string or number"),
+                        format!(
+                            "`properties.{key}` is the dedup key and must be a string or number"
+                        ),
                     ));
                 }
             },
@@ -309,7 +335,11 @@ fn type_name(ty: PropertyType) -> &'static str {
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -332,7 +362,10 @@ mod tests {
                     types: [("items".to_owned(), PropertyType::Array)].into(),
                     ..Default::default()
                 },
-                EventPlanConfig { name: "add_to_cart".into(), ..Default::default() },
+                EventPlanConfig {
+                    name: "add_to_cart".into(),
+                    ..Default::default()
+                },
             ],
             PlanSettings::default(),
         )
@@ -352,7 +385,9 @@ mod tests {
 
     #[test]
     fn accepts_a_complete_purchase_and_extracts_its_dedup_key() {
-        let mut e = event(json!({"event": "purchase", "properties": {"value": 10, "currency": "EUR", "order_id": 1001}}));
+        let mut e = event(
+            json!({"event": "purchase", "properties": {"value": 10, "currency": "EUR", "order_id": 1001}}),
+        );
         let d = plan().check(&mut e).unwrap();
         assert_eq!(d.dedup_value.as_deref(), Some("1001"));
         assert_eq!(d.dedup_key_window_ms, 30 * 86_400_000);
@@ -360,7 +395,8 @@ mod tests {
 
     #[test]
     fn names_every_missing_property() {
-        let mut e = event(json!({"event": "purchase", "properties": {"value": 10, "order_id": ""}}));
+        let mut e =
+            event(json!({"event": "purchase", "properties": {"value": 10, "order_id": ""}}));
         let r = plan().check(&mut e).unwrap_err();
         assert_eq!(r.code, "missing_property");
         assert_eq!(r.message, "`purchase` requires `currency`, `order_id`");
@@ -368,7 +404,9 @@ mod tests {
 
     #[test]
     fn resolves_segment_aliases() {
-        let mut e = event(json!({"event": "Order Completed", "properties": {"value": 1, "currency": "USD", "order_id": "9"}}));
+        let mut e = event(
+            json!({"event": "Order Completed", "properties": {"value": 1, "currency": "USD", "order_id": "9"}}),
+        );
         plan().check(&mut e).unwrap();
         assert_eq!(e.name, "purchase");
     }
@@ -377,23 +415,48 @@ mod tests {
     fn quarantines_unplanned_events_unless_told_to_accept() {
         let mut e = event(json!({"event": "purchse"}));
         assert_eq!(plan().check(&mut e).unwrap_err().code, "unplanned_event");
-        let lenient = TrackingPlan::new(vec![], PlanSettings { unplanned: UnplannedPolicy::Accept, ..Default::default() }).unwrap();
+        let lenient = TrackingPlan::new(
+            vec![],
+            PlanSettings {
+                unplanned: UnplannedPolicy::Accept,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(lenient.check(&mut e).is_ok());
     }
 
     #[test]
     fn checks_property_types_and_negative_values() {
-        let mut e = event(json!({"event": "purchase", "properties": {"value": 1, "currency": "USD", "order_id": "9", "items": "x"}}));
-        assert_eq!(plan().check(&mut e).unwrap_err().code, "wrong_property_type");
-        let mut e = event(json!({"event": "purchase", "properties": {"value": -1, "currency": "USD", "order_id": "9"}}));
+        let mut e = event(
+            json!({"event": "purchase", "properties": {"value": 1, "currency": "USD", "order_id": "9", "items": "x"}}),
+        );
+        assert_eq!(
+            plan().check(&mut e).unwrap_err().code,
+            "wrong_property_type"
+        );
+        let mut e = event(
+            json!({"event": "purchase", "properties": {"value": -1, "currency": "USD", "order_id": "9"}}),
+        );
         assert_eq!(plan().check(&mut e).unwrap_err().code, "negative_value");
     }
 
     #[test]
     fn reports_every_config_problem_with_its_key() {
-        let dup = EventPlanConfig { name: "a".into(), aliases: vec!["b".into()], ..Default::default() };
+        let dup = EventPlanConfig {
+            name: "a".into(),
+            aliases: vec!["b".into()],
+            ..Default::default()
+        };
         let problems = TrackingPlan::new(
-            vec![dup.clone(), dup, EventPlanConfig { name: "b".into(), ..Default::default() }],
+            vec![
+                dup.clone(),
+                dup,
+                EventPlanConfig {
+                    name: "b".into(),
+                    ..Default::default()
+                },
+            ],
             PlanSettings::default(),
         )
         .unwrap_err();

@@ -18,7 +18,10 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with `code` and `message`.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Rejection { code: code.to_owned(), message: message.into() }
+        Rejection {
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -37,6 +40,10 @@ pub struct Warning {
 impl Warning {
     /// A warning about `field`.
     pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
-        Warning { field: field.into(), code: code.to_owned(), message: message.into() }
+        Warning {
+            field: field.into(),
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 }

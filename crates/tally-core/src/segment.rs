@@ -38,7 +38,10 @@ impl CallType {
                 "unsupported_type",
                 format!("Segment call type `{other}` is not supported (track, page, identify are)"),
             )),
-            None => Err(Rejection::new("unsupported_type", "batch element has no `type`")),
+            None => Err(Rejection::new(
+                "unsupported_type",
+                "batch element has no `type`",
+            )),
         }
     }
 }
@@ -48,12 +51,19 @@ impl CallType {
 /// # Errors
 /// `not_an_object`, or `missing_event` for a `track` without `event`.
 pub fn to_event(msg: &Value, call: CallType) -> Result<Value, Rejection> {
-    let m = msg
-        .as_object()
-        .ok_or_else(|| Rejection::new("not_an_object", "a Segment message must be a JSON object"))?;
+    let m = msg.as_object().ok_or_else(|| {
+        Rejection::new("not_an_object", "a Segment message must be a JSON object")
+    })?;
     let empty = Map::new();
-    let context = m.get("context").and_then(Value::as_object).unwrap_or(&empty);
-    let mut properties = m.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    let context = m
+        .get("context")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let mut properties = m
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
 
     let name = match call {
         CallType::Track => m.get("event").cloned().unwrap_or(Value::Null),
@@ -66,13 +76,19 @@ pub fn to_event(msg: &Value, call: CallType) -> Result<Value, Rejection> {
         CallType::Identify => Value::String(IDENTIFY_EVENT.to_owned()),
     };
     if name.is_null() {
-        return Err(Rejection::new("missing_event", "a Segment `track` call needs `event`"));
+        return Err(Rejection::new(
+            "missing_event",
+            "a Segment `track` call needs `event`",
+        ));
     }
     // Segment's e-commerce spec carries revenue as `revenue` or `total`.
-    if !properties.contains_key("value") {
-        if let Some(v) = properties.get("total").or_else(|| properties.get("revenue")).cloned() {
-            properties.insert("value".into(), v);
-        }
+    if !properties.contains_key("value")
+        && let Some(v) = properties
+            .get("total")
+            .or_else(|| properties.get("revenue"))
+            .cloned()
+    {
+        properties.insert("value".into(), v);
     }
     let event_id = properties
         .get("event_id")
@@ -91,9 +107,14 @@ pub fn to_event(msg: &Value, call: CallType) -> Result<Value, Rejection> {
     }
     .and_then(Value::as_object)
     .unwrap_or(&empty);
-    let address = traits.get("address").and_then(Value::as_object).unwrap_or(&empty);
+    let address = traits
+        .get("address")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let first = |keys: &[&str], from: &Map<String, Value>| -> Value {
-        keys.iter().find_map(|k| from.get(*k).filter(|v| !v.is_null()).cloned()).unwrap_or(Value::Null)
+        keys.iter()
+            .find_map(|k| from.get(*k).filter(|v| !v.is_null()).cloned())
+            .unwrap_or(Value::Null)
     };
     let mut user = json!({
         "anonymous_id": m.get("anonymousId").cloned().unwrap_or(Value::Null),
@@ -165,20 +186,32 @@ mod tests {
     #[test]
     fn properties_event_id_wins_over_message_id() {
         let msg = json!({"event": "x", "messageId": "m-1", "properties": {"event_id": "shared"}});
-        assert_eq!(to_event(&msg, CallType::Track).unwrap()["event_id"], "shared");
+        assert_eq!(
+            to_event(&msg, CallType::Track).unwrap()["event_id"],
+            "shared"
+        );
     }
 
     #[test]
     fn page_and_identify_get_their_reserved_names() {
         let page = to_event(&json!({"name": "Home"}), CallType::Page).unwrap();
         assert_eq!(page["event"], PAGE_VIEW_EVENT);
-        let id = to_event(&json!({"userId": "u", "traits": {"email": "a@b.co"}}), CallType::Identify).unwrap();
+        let id = to_event(
+            &json!({"userId": "u", "traits": {"email": "a@b.co"}}),
+            CallType::Identify,
+        )
+        .unwrap();
         assert_eq!(id["event"], IDENTIFY_EVENT);
         assert_eq!(id["user"]["email"], "a@b.co");
     }
 
     #[test]
     fn rejects_unsupported_call_types() {
-        assert_eq!(CallType::from_message(&json!({"type": "group"})).unwrap_err().code, "unsupported_type");
+        assert_eq!(
+            CallType::from_message(&json!({"type": "group"}))
+                .unwrap_err()
+                .code,
+            "unsupported_type"
+        );
     }
 }

@@ -15,7 +15,12 @@ use tally_store::{IngestItem, Store};
 
 fn candidate(plan: &TrackingPlan, id: u64, now: Timestamp) -> IngestItem {
     let limits = ParseLimits::default();
-    let ctx = ParseContext { source: "backend", source_kind: SourceKind::Server, received_at: now, limits: &limits };
+    let ctx = ParseContext {
+        source: "backend",
+        source_kind: SourceKind::Server,
+        received_at: now,
+        limits: &limits,
+    };
     let v = json!({"event": "purchase", "event_id": format!("bench-{id}"),
         "user": {"email": format!("user{id}@example.com"), "phone": "+16505551212", "anonymous_id": "a-1",
                  "click_ids": {"gclid": "Cj0KCQiA"}},
@@ -57,7 +62,11 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(size));
         group.bench_with_input(BenchmarkId::new("new_events", size), &size, |b, &size| {
             b.iter_batched(
-                || (0..size).map(|_| candidate(&plan, next.fetch_add(1, Ordering::Relaxed), now)).collect::<Vec<_>>(),
+                || {
+                    (0..size)
+                        .map(|_| candidate(&plan, next.fetch_add(1, Ordering::Relaxed), now))
+                        .collect::<Vec<_>>()
+                },
                 |items| rt.block_on(store.ingest(now, items)).unwrap(),
                 criterion::BatchSize::SmallInput,
             );
@@ -65,7 +74,11 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("duplicates", size), &size, |b, &size| {
             let items: Vec<IngestItem> = (0..size).map(|i| candidate(&plan, i, now)).collect();
             rt.block_on(store.ingest(now, items.clone())).unwrap();
-            b.iter_batched(|| items.clone(), |items| rt.block_on(store.ingest(now, items)).unwrap(), criterion::BatchSize::SmallInput);
+            b.iter_batched(
+                || items.clone(),
+                |items| rt.block_on(store.ingest(now, items)).unwrap(),
+                criterion::BatchSize::SmallInput,
+            );
         });
     }
     group.finish();

@@ -14,7 +14,9 @@ pub enum StoreError {
     #[error("store is closed")]
     Closed,
     /// The database schema is newer than this binary understands.
-    #[error("database schema version {found} is newer than this binary's {supported}; upgrade tally")]
+    #[error(
+        "database schema version {found} is newer than this binary's {supported}; upgrade tally"
+    )]
     SchemaTooNew {
         /// Version in the database.
         found: i64,

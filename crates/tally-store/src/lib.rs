@@ -30,7 +30,11 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Overloaded`] when nothing could be committed.
-    async fn ingest(&self, now: Timestamp, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError>;
+    async fn ingest(
+        &self,
+        now: Timestamp,
+        items: Vec<IngestItem>,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
 
     /// Every stored event with this event ID (under any name), including events it was merged
     /// into as a duplicate with a different ID.
@@ -43,7 +47,10 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// When the store cannot be read.
-    async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineRecord>, StoreError>;
+    async fn quarantine(
+        &self,
+        filter: QuarantineFilter,
+    ) -> Result<Vec<QuarantineRecord>, StoreError>;
 
     /// Dedup figures per event name for copies received since `since`.
     ///

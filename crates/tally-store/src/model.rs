@@ -10,6 +10,8 @@ use tally_core::timestamp::Timestamp;
 
 /// One unit of work in an [`crate::Store::ingest`] call. Items of one call commit together.
 #[derive(Clone, Debug)]
+// Events are nearly every item; boxing them would cost an allocation each to shrink rare variants.
+#[allow(clippy::large_enum_variant)]
 pub enum IngestItem {
     /// A planned event: deduplicate, merge or insert.
     Event {
@@ -81,6 +83,7 @@ pub struct NewQuarantine {
 /// What a quarantine row keeps for replay.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "format", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // quarantine is a cold path
 pub enum QuarantineBody {
     /// The event parsed but failed the plan or dedup: the canonical event.
     Event {

@@ -38,7 +38,9 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         StoreSettings::Postgres { .. } => {
-            bail!("store.kind = \"postgres\" is not available in this version of tally; use \"sqlite\"")
+            bail!(
+                "store.kind = \"postgres\" is not available in this version of tally; use \"sqlite\""
+            )
         }
     }
 }
@@ -59,7 +61,11 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> A
         clock,
         metrics: Arc::new(Metrics::default()),
     };
-    App { router: router(state.clone()), store, state }
+    App {
+        router: router(state.clone()),
+        store,
+        state,
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests and
@@ -72,8 +78,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = app.router.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    let service = app
+        .router
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
     app.store.close().await;
     Ok(())
 }
@@ -86,7 +97,9 @@ pub async fn serve(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let app = build(&config, store, Arc::new(SystemClock));
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     for s in &config.sources {
         if s.key.expose().ends_with("_demo") {
@@ -94,7 +107,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     if !config.destinations.is_empty() {
-        tracing::warn!(count = config.destinations.len(), "Destinations are declared but this version does not deliver yet.");
+        tracing::warn!(
+            count = config.destinations.len(),
+            "Destinations are declared but this version does not deliver yet."
+        );
     }
     println!("tally listening on http://{addr}");
     tracing::info!(%addr, store = ?config.store, "Serving.");

@@ -18,10 +18,17 @@ use crate::config::{self, Config, DEFAULT_TOML, Overrides, StoreSettings};
 /// When the file exists (without `force`) or cannot be written.
 pub fn init(path: &Path, force: bool) -> anyhow::Result<i32> {
     if path.exists() && !force {
-        bail!("{} already exists; pass --force to overwrite it", path.display());
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        );
     }
     std::fs::write(path, DEFAULT_TOML).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}; edit it, then run `tally config check --config {}`", path.display(), path.display());
+    println!(
+        "wrote {}; edit it, then run `tally config check --config {}`",
+        path.display(),
+        path.display()
+    );
     Ok(0)
 }
 
@@ -41,7 +48,11 @@ pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> i32 {
                 c.plan.events().count(),
                 conversions,
                 c.destinations.len(),
-                if c.admin_token.is_some() { "on" } else { "off (no admin_token)" },
+                if c.admin_token.is_some() {
+                    "on"
+                } else {
+                    "off (no admin_token)"
+                },
             );
             0
         }
@@ -55,7 +66,9 @@ pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> i32 {
 fn read_only(config: &Config) -> anyhow::Result<tally_store::sqlite::ReadOnlySqlite> {
     match &config.store {
         StoreSettings::Sqlite(s) => Ok(SqliteStore::open_read_only(&s.path)?),
-        StoreSettings::Postgres { .. } => bail!("postgres stores are not available in this version"),
+        StoreSettings::Postgres { .. } => {
+            bail!("postgres stores are not available in this version")
+        }
     }
 }
 
@@ -67,7 +80,13 @@ pub async fn ledger(config: &Config, event_id: &str, json: bool) -> anyhow::Resu
     let entries = read_only(config)?.ledger(event_id).await?;
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"event_id": event_id, "events": entries}))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"event_id": event_id, "events": entries})
+            )?
+        )?;
     } else if entries.is_empty() {
         writeln!(out, "no event with ID `{event_id}`")?;
     } else {
@@ -82,17 +101,38 @@ fn print_entry(out: &mut impl Write, entry: &LedgerEntry) -> std::io::Result<()>
     let e = &entry.event;
     writeln!(out, "{} {}", e.name, e.event_id)?;
     writeln!(out, "  happened     {}", e.timestamp)?;
-    writeln!(out, "  first seen   {} from {} ({})", entry.first_seen, e.source, e.source_kind.as_str())?;
+    writeln!(
+        out,
+        "  first seen   {} from {} ({})",
+        entry.first_seen,
+        e.source,
+        e.source_kind.as_str()
+    )?;
     if let Some(v) = &entry.dedup_value {
         writeln!(out, "  dedup key    {v}")?;
     }
     if e.value.is_some() || e.currency.is_some() {
         let value = e.value.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-        let currency = e.currency.map(|c| c.as_str().to_owned()).unwrap_or_default();
+        let currency = e
+            .currency
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default();
         writeln!(out, "  value        {value} {currency}")?;
     }
-    let mut ids: Vec<String> = e.user.identity.field_names_present().iter().map(|s| s.to_string()).collect();
-    ids.extend(e.user.click_ids.named().filter(|(_, v)| v.is_some()).map(|(n, _)| n.to_owned()));
+    let mut ids: Vec<String> = e
+        .user
+        .identity
+        .field_names_present()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    ids.extend(
+        e.user
+            .click_ids
+            .named()
+            .filter(|(_, v)| v.is_some())
+            .map(|(n, _)| n.to_owned()),
+    );
     if e.user.anonymous_id.is_some() {
         ids.push("anonymous_id".into());
     }
@@ -102,14 +142,41 @@ fn print_entry(out: &mut impl Write, entry: &LedgerEntry) -> std::io::Result<()>
     if e.user.user_agent.is_some() {
         ids.push("user_agent".into());
     }
-    writeln!(out, "  identifiers  {}", if ids.is_empty() { "none".into() } else { ids.join(", ") })?;
+    writeln!(
+        out,
+        "  identifiers  {}",
+        if ids.is_empty() {
+            "none".into()
+        } else {
+            ids.join(", ")
+        }
+    )?;
     let consent: Vec<String> = e
         .consent
         .signals()
-        .filter_map(|(n, s)| s.map(|s| format!("{n}={}", if s == tally_core::event::ConsentSignal::Granted { "granted" } else { "denied" })))
+        .filter_map(|(n, s)| {
+            s.map(|s| {
+                format!(
+                    "{n}={}",
+                    if s == tally_core::event::ConsentSignal::Granted {
+                        "granted"
+                    } else {
+                        "denied"
+                    }
+                )
+            })
+        })
         .chain(e.consent.tcf.as_ref().map(|_| "tcf=present".to_owned()))
         .collect();
-    writeln!(out, "  consent      {}", if consent.is_empty() { "none sent".into() } else { consent.join(", ") })?;
+    writeln!(
+        out,
+        "  consent      {}",
+        if consent.is_empty() {
+            "none sent".into()
+        } else {
+            consent.join(", ")
+        }
+    )?;
     if let Some(url) = e.page.as_ref().and_then(|p| p.url.as_ref()) {
         writeln!(out, "  page         {url}")?;
     }
@@ -120,9 +187,16 @@ fn print_entry(out: &mut impl Write, entry: &LedgerEntry) -> std::io::Result<()>
             Some(tally_core::dedup::MatchedBy::DedupKey) => " by dedup key",
             None => "",
         };
-        let ghost = if c.ghost { " (ghost: second browser copy under another event ID)" } else { "" };
-        let added =
-            if c.contributed.is_empty() { String::new() } else { format!("; contributed {}", c.contributed.join(", ")) };
+        let ghost = if c.ghost {
+            " (ghost: second browser copy under another event ID)"
+        } else {
+            ""
+        };
+        let added = if c.contributed.is_empty() {
+            String::new()
+        } else {
+            format!("; contributed {}", c.contributed.join(", "))
+        };
         writeln!(
             out,
             "    {}. {} {} ({}) {}{}{} [event_id {}]{}",
@@ -137,7 +211,10 @@ fn print_entry(out: &mut impl Write, entry: &LedgerEntry) -> std::io::Result<()>
             added
         )?;
     }
-    writeln!(out, "  deliveries   none: delivery is not part of this version")?;
+    writeln!(
+        out,
+        "  deliveries   none: delivery is not part of this version"
+    )?;
     Ok(())
 }
 
@@ -145,7 +222,11 @@ fn print_entry(out: &mut impl Write, entry: &LedgerEntry) -> std::io::Result<()>
 ///
 /// # Errors
 /// When the store cannot be read.
-pub async fn quarantine(config: &Config, filter: QuarantineFilter, json: bool) -> anyhow::Result<i32> {
+pub async fn quarantine(
+    config: &Config,
+    filter: QuarantineFilter,
+    json: bool,
+) -> anyhow::Result<i32> {
     let rows = read_only(config)?.quarantine(filter).await?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -178,8 +259,15 @@ pub async fn quarantine(config: &Config, filter: QuarantineFilter, json: bool) -
 pub async fn replay_quarantine(config: &Config, filter: QuarantineFilter) -> anyhow::Result<i32> {
     let store = crate::app::open_store(config)?;
     let app = crate::app::build(config, store.clone(), Arc::new(SystemClock));
-    let filter = QuarantineFilter { status: Some(QuarantineStatus::Open), ..filter };
-    let summary = app.state.pipeline.replay_quarantine(filter, SystemClock.now()).await;
+    let filter = QuarantineFilter {
+        status: Some(QuarantineStatus::Open),
+        ..filter
+    };
+    let summary = app
+        .state
+        .pipeline
+        .replay_quarantine(filter, SystemClock.now())
+        .await;
     store.close().await;
     let summary = summary?;
     println!(

@@ -153,7 +153,17 @@ struct RawPlan {
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen", "data_dir", "admin_token", "workers", "store", "ingest", "dedup", "plan", "log", "sources", "events",
+    "listen",
+    "data_dir",
+    "admin_token",
+    "workers",
+    "store",
+    "ingest",
+    "dedup",
+    "plan",
+    "log",
+    "sources",
+    "events",
     "destinations",
 ];
 
@@ -175,7 +185,11 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Proble
             }
         },
     };
-    load_from(file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())), &env, overrides)
+    load_from(
+        file_text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+        &env,
+        overrides,
+    )
 }
 
 /// [`load`] with the file text and environment given (for tests).
@@ -188,17 +202,27 @@ pub fn load_from(
     overrides: &Overrides,
 ) -> Result<Config, Problems> {
     let mut problems = Vec::new();
-    let mut table: Table = toml::from_str(DEFAULT_TOML).expect("the embedded default config parses");
+    let mut table: Table =
+        toml::from_str(DEFAULT_TOML).expect("the embedded default config parses");
     if let Some((path, text)) = file {
         match toml::from_str::<Table>(text) {
             Ok(user) => {
-                for key in user.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
-                    problems.push(problem(key, format!("unknown key (known: {})", TOP_LEVEL_KEYS.join(", "))));
+                for key in user
+                    .keys()
+                    .filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str()))
+                {
+                    problems.push(problem(
+                        key,
+                        format!("unknown key (known: {})", TOP_LEVEL_KEYS.join(", ")),
+                    ));
                 }
                 merge(&mut table, user);
             }
             Err(e) => {
-                return Err(Problems(vec![Problem { key: path.to_owned(), message: format!("not valid TOML: {e}") }]));
+                return Err(Problems(vec![Problem {
+                    key: path.to_owned(),
+                    message: format!("not valid TOML: {e}"),
+                }]));
             }
         }
     }
@@ -218,7 +242,10 @@ pub fn load_from(
 }
 
 fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem { key: key.into(), message: message.into() }
+    Problem {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// Tables merge key by key; anything else (arrays of tables included) replaces.
@@ -235,20 +262,27 @@ fn merge(base: &mut Table, over: Table) {
 
 fn apply_env(table: &mut Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
     for (name, raw) in env {
-        let Some(rest) = name.strip_prefix("TALLY_") else { continue };
+        let Some(rest) = name.strip_prefix("TALLY_") else {
+            continue;
+        };
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         if path.iter().any(String::is_empty) {
             continue;
         }
         // Only keys that exist in the defaults: other TALLY_* variables (TALLY_CONFIG,
         // test settings) are not config.
-        let Some(slot) = lookup_scalar(table, &path) else { continue };
+        let Some(slot) = lookup_scalar(table, &path) else {
+            continue;
+        };
         let value = match slot {
             Value::String(_) => Value::String(raw.clone()),
             Value::Integer(_) => match raw.trim().parse::<i64>() {
                 Ok(n) => Value::Integer(n),
                 Err(_) => {
-                    problems.push(problem(format!("{} (from {name})", path.join(".")), "must be a whole number"));
+                    problems.push(problem(
+                        format!("{} (from {name})", path.join(".")),
+                        "must be a whole number",
+                    ));
                     continue;
                 }
             },
@@ -256,7 +290,10 @@ fn apply_env(table: &mut Table, env: &BTreeMap<String, String>, problems: &mut V
                 "true" | "1" => Value::Boolean(true),
                 "false" | "0" => Value::Boolean(false),
                 _ => {
-                    problems.push(problem(format!("{} (from {name})", path.join(".")), "must be true or false"));
+                    problems.push(problem(
+                        format!("{} (from {name})", path.join(".")),
+                        "must be true or false",
+                    ));
                     continue;
                 }
             },
@@ -275,14 +312,28 @@ fn lookup_scalar<'a>(table: &'a mut Table, path: &[String]) -> Option<&'a mut Va
     t.get_mut(last).filter(|v| !v.is_table() && !v.is_array())
 }
 
-fn expand_table(table: &mut Table, prefix: &str, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+fn expand_table(
+    table: &mut Table,
+    prefix: &str,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) {
     for (k, v) in table.iter_mut() {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         expand_value(v, &key, env, problems);
     }
 }
 
-fn expand_value(v: &mut Value, key: &str, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+fn expand_value(
+    v: &mut Value,
+    key: &str,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) {
     match v {
         Value::String(s) => match expand_vars(s, env) {
             Ok(expanded) => *s = expanded,
@@ -311,7 +362,9 @@ fn expand_vars(s: &str, env: &BTreeMap<String, String>) -> Result<String, String
         }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| "unclosed `${` in value".to_owned())?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unclosed `${` in value".to_owned())?;
         let inner = &after[..end];
         let (name, fallback) = match inner.split_once(":-") {
             Some((n, f)) => (n, Some(f)),
@@ -331,17 +384,32 @@ fn expand_vars(s: &str, env: &BTreeMap<String, String>) -> Result<String, String
     Ok(out)
 }
 
-fn section<T: DeserializeOwned>(table: &Table, key: &str, problems: &mut Vec<Problem>) -> Option<T> {
-    let value = table.get(key).cloned().unwrap_or(Value::Table(Table::new()));
+fn section<T: DeserializeOwned>(
+    table: &Table,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let value = table
+        .get(key)
+        .cloned()
+        .unwrap_or(Value::Table(Table::new()));
     deserialize(value, key, problems)
 }
 
-fn deserialize<T: DeserializeOwned>(value: Value, key: &str, problems: &mut Vec<Problem>) -> Option<T> {
+fn deserialize<T: DeserializeOwned>(
+    value: Value,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
             let path = e.path().to_string();
-            let full = if path == "." || path.is_empty() { key.to_owned() } else { format!("{key}.{path}") };
+            let full = if path == "." || path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{key}.{path}")
+            };
             problems.push(problem(full, e.into_inner().to_string()));
             None
         }
@@ -357,7 +425,10 @@ fn list<T: DeserializeOwned>(table: &Table, key: &str, problems: &mut Vec<Proble
             .filter_map(|(i, item)| deserialize(item.clone(), &format!("{key}[{i}]"), problems))
             .collect(),
         Some(_) => {
-            problems.push(problem(key, format!("must be a list of tables ([[{key}]])")));
+            problems.push(problem(
+                key,
+                format!("must be a list of tables ([[{key}]])"),
+            ));
             Vec::new()
         }
     }
@@ -377,12 +448,17 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
     let listen = text("listen", problems).and_then(|l| match l.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            problems.push(problem("listen", format!("`{l}` is not an address like 127.0.0.1:8080")));
+            problems.push(problem(
+                "listen",
+                format!("`{l}` is not an address like 127.0.0.1:8080"),
+            ));
             None
         }
     });
     let data_dir = text("data_dir", problems).map(PathBuf::from);
-    let admin_token = text("admin_token", problems).filter(|t| !t.is_empty()).map(Secret::new);
+    let admin_token = text("admin_token", problems)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
     if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
         problems.push(problem("admin_token", "must be at least 16 characters"));
     }
@@ -418,7 +494,11 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
     let store = match (&raw_store, &data_dir) {
         (Some(s), Some(dir)) => match s.kind.as_str() {
             "sqlite" => {
-                let path = if s.path.is_empty() { dir.join("tally.db") } else { PathBuf::from(&s.path) };
+                let path = if s.path.is_empty() {
+                    dir.join("tally.db")
+                } else {
+                    PathBuf::from(&s.path)
+                };
                 let mut c = SqliteConfig::new(path);
                 c.max_group_items = s.max_group_items.max(1);
                 c.queue_capacity = s.queue_capacity.max(1);
@@ -427,12 +507,18 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
             }
             "postgres" => {
                 if s.url.is_empty() {
-                    problems.push(problem("store.url", "is required when store.kind = \"postgres\""));
+                    problems.push(problem(
+                        "store.url",
+                        "is required when store.kind = \"postgres\"",
+                    ));
                 }
                 Some(StoreSettings::Postgres { url: s.url.clone() })
             }
             other => {
-                problems.push(problem("store.kind", format!("`{other}` is not one of sqlite, postgres")));
+                problems.push(problem(
+                    "store.kind",
+                    format!("`{other}` is not one of sqlite, postgres"),
+                ));
                 None
             }
         },
@@ -477,12 +563,21 @@ fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
         if s.name.trim().is_empty() {
             problems.push(problem(format!("{key}.name"), "must not be empty"));
         } else if let Some(prev) = names.insert(s.name.as_str(), i) {
-            problems.push(problem(format!("{key}.name"), format!("`{}` is also the name of sources[{prev}]", s.name)));
+            problems.push(problem(
+                format!("{key}.name"),
+                format!("`{}` is also the name of sources[{prev}]", s.name),
+            ));
         }
         if s.key.expose().len() < 8 {
-            problems.push(problem(format!("{key}.key"), "must be at least 8 characters"));
+            problems.push(problem(
+                format!("{key}.key"),
+                "must be at least 8 characters",
+            ));
         } else if let Some(prev) = keys.insert(s.key.expose(), i) {
-            problems.push(problem(format!("{key}.key"), format!("is the same key as sources[{prev}]")));
+            problems.push(problem(
+                format!("{key}.key"),
+                format!("is the same key as sources[{prev}]"),
+            ));
         }
         match s.kind {
             SourceKind::Browser if s.allowed_origins.is_empty() => problems.push(problem(
@@ -496,7 +591,9 @@ fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
             _ => {}
         }
         for (j, o) in s.allowed_origins.iter().enumerate() {
-            let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            let host = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"));
             let ok = o == "*" || host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
             if !ok {
                 problems.push(problem(
@@ -506,15 +603,23 @@ fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
             }
         }
         if s.rate_limit_per_sec == Some(0) {
-            problems.push(problem(format!("{key}.rate_limit_per_sec"), "must be at least 1 (or unset for no limit)"));
+            problems.push(problem(
+                format!("{key}.rate_limit_per_sec"),
+                "must be at least 1 (or unset for no limit)",
+            ));
         }
     }
 }
 
 fn resolve_destinations(table: &Table, problems: &mut Vec<Problem>) -> Vec<DestinationDecl> {
-    let Some(value) = table.get("destinations") else { return Vec::new() };
+    let Some(value) = table.get("destinations") else {
+        return Vec::new();
+    };
     let Some(items) = value.as_array() else {
-        problems.push(problem("destinations", "must be a list of tables ([[destinations]])"));
+        problems.push(problem(
+            "destinations",
+            "must be a list of tables ([[destinations]])",
+        ));
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -535,7 +640,10 @@ fn resolve_destinations(table: &Table, problems: &mut Vec<Problem>) -> Vec<Desti
                 format!("`{kind}` is not one of {}", DESTINATION_KINDS.join(", ")),
             ));
         }
-        out.push(DestinationDecl { name: name.to_owned(), kind: kind.to_owned() });
+        out.push(DestinationDecl {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+        });
     }
     out
 }
@@ -545,7 +653,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -555,7 +666,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./tally-data"));
         assert!(c.admin_token.is_none());
         assert_eq!(c.ingest, IngestConfig::default());
-        let StoreSettings::Sqlite(s) = &c.store else { panic!("sqlite by default") };
+        let StoreSettings::Sqlite(s) = &c.store else {
+            panic!("sqlite by default")
+        };
         assert_eq!(s, &SqliteConfig::new("./tally-data/tally.db"));
         assert_eq!(c.plan.settings(), &PlanSettings::default());
         assert!(c.plan.event("purchase").is_some());
@@ -565,8 +678,15 @@ mod tests {
     #[test]
     fn the_product_sample_config_loads() {
         let sample = include_str!("../../../config/examples/single-node.toml");
-        let c = load_from(Some(("sample", sample)), &env(&[("TALLY_ADMIN_TOKEN", "admin-token-0123456789"), ("META_ACCESS_TOKEN", "t")]), &Overrides::default())
-            .unwrap();
+        let c = load_from(
+            Some(("sample", sample)),
+            &env(&[
+                ("TALLY_ADMIN_TOKEN", "admin-token-0123456789"),
+                ("META_ACCESS_TOKEN", "t"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c.sources[0].allowed_origins, ["https://shop.example"]);
         assert_eq!(c.destinations[0].kind, "meta_capi");
         assert!(c.plan.event("lead").is_some());
@@ -575,11 +695,17 @@ mod tests {
     #[test]
     fn layers_apply_in_order_defaults_file_env_flags() {
         let file = "listen = \"127.0.0.1:9000\"\n[ingest]\nmax_event_bytes = 1000\n";
-        let e = env(&[("TALLY_LISTEN", "127.0.0.1:9100"), ("TALLY_INGEST__MAX_EVENT_BYTES", "2000")]);
+        let e = env(&[
+            ("TALLY_LISTEN", "127.0.0.1:9100"),
+            ("TALLY_INGEST__MAX_EVENT_BYTES", "2000"),
+        ]);
         let c = load_from(Some(("f", file)), &e, &Overrides::default()).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.ingest.max_event_bytes, 2000);
-        let flags = Overrides { listen: Some("127.0.0.1:9200".into()), data_dir: None };
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9200".into()),
+            data_dir: None,
+        };
         let c = load_from(Some(("f", file)), &e, &flags).unwrap();
         assert_eq!(c.listen.port(), 9200);
     }
@@ -632,7 +758,11 @@ mod tests {
     fn expands_variables_with_fallbacks_and_escapes() {
         let e = env(&[("A", "x")]);
         assert_eq!(expand_vars("${A}-${B:-y}-$${C}", &e).unwrap(), "x-y-${C}");
-        assert!(expand_vars("${B}", &e).unwrap_err().contains("B is not set"));
+        assert!(
+            expand_vars("${B}", &e)
+                .unwrap_err()
+                .contains("B is not set")
+        );
     }
 
     #[test]

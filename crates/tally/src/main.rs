@@ -10,7 +10,11 @@ use tally::{app, cli, telemetry};
 use tally_store::{QuarantineFilter, QuarantineStatus};
 
 #[derive(Parser)]
-#[command(name = "tally", version, about = "Server-side conversion tracking: collect, deduplicate, deliver, prove.")]
+#[command(
+    name = "tally",
+    version,
+    about = "Server-side conversion tracking: collect, deduplicate, deliver, prove."
+)]
 struct Args {
     /// Config file (TOML); without one tally runs on its built-in defaults.
     #[arg(long, global = true, env = "TALLY_CONFIG")]
@@ -105,16 +109,24 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
-    let mut overrides = Overrides { listen: None, data_dir: args.data_dir };
+    let mut overrides = Overrides {
+        listen: None,
+        data_dir: args.data_dir,
+    };
     let file = args.config.as_deref();
     let load = |overrides: &Overrides| config::load(file, overrides).map_err(anyhow::Error::new);
     match args.command {
         Command::Init { path, force } => cli::init(&path, force),
-        Command::Config { command: ConfigCommand::Check } => Ok(cli::config_check(file, &overrides)),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => Ok(cli::config_check(file, &overrides)),
         Command::Serve { listen } => {
             overrides.listen = listen;
             let config = load(&overrides)?;
@@ -130,7 +142,13 @@ fn run(args: Args) -> anyhow::Result<i32> {
             let config = load(&overrides)?;
             current_thread()?.block_on(cli::ledger(&config, &event_id, json))
         }
-        Command::Quarantine { code, event, all, limit, json } => {
+        Command::Quarantine {
+            code,
+            event,
+            all,
+            limit,
+            json,
+        } => {
             let config = load(&overrides)?;
             let filter = QuarantineFilter {
                 status: (!all).then_some(QuarantineStatus::Open),
@@ -141,10 +159,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
             };
             current_thread()?.block_on(cli::quarantine(&config, filter, json))
         }
-        Command::Replay { quarantine: _, code, event } => {
+        Command::Replay {
+            quarantine: _,
+            code,
+            event,
+        } => {
             let config = load(&overrides)?;
             telemetry::init(&config.log);
-            let filter = QuarantineFilter { code, event_name: event, ..Default::default() };
+            let filter = QuarantineFilter {
+                code,
+                event_name: event,
+                ..Default::default()
+            };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -154,5 +180,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

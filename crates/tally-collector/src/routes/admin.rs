@@ -14,7 +14,9 @@ use crate::api_error::ApiError;
 use crate::state::CollectorState;
 
 fn authorize(state: &CollectorState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.admin_token else { return Err(ApiError::AdminDisabled) };
+    let Some(token) = &state.admin_token else {
+        return Err(ApiError::AdminDisabled);
+    };
     match bearer(headers) {
         Some(given) if token.matches(given) => Ok(()),
         _ => Err(ApiError::AdminUnauthorized),
@@ -33,7 +35,12 @@ pub async fn ledger(
     Path(event_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let entries = state.pipeline.store.ledger(&event_id).await.map_err(store_error)?;
+    let entries = state
+        .pipeline
+        .store
+        .ledger(&event_id)
+        .await
+        .map_err(store_error)?;
     if entries.is_empty() {
         return Err(ApiError::NotFound(format!("no event with ID `{event_id}`")));
     }
@@ -86,7 +93,12 @@ pub async fn quarantine(
     Query(query): Query<QuarantineQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let rows = state.pipeline.store.quarantine(query.filter()?).await.map_err(store_error)?;
+    let rows = state
+        .pipeline
+        .store
+        .quarantine(query.filter()?)
+        .await
+        .map_err(store_error)?;
     let next_after = rows.last().map(|r| r.id);
     Ok(Json(json!({"quarantine": rows, "next_after": next_after})))
 }
@@ -100,7 +112,11 @@ pub async fn replay(
     authorize(&state, &headers)?;
     let mut filter = query.filter()?;
     filter.limit = None;
-    let summary = state.pipeline.replay_quarantine(filter, state.clock.now()).await.map_err(store_error)?;
+    let summary = state
+        .pipeline
+        .replay_quarantine(filter, state.clock.now())
+        .await
+        .map_err(store_error)?;
     Ok(Json(json!(summary)))
 }
 
@@ -122,15 +138,30 @@ pub async fn dedup_stats(
     let since = match query.since {
         None => Timestamp::from_millis(state.clock.now().millis() - 7 * 86_400_000),
         Some(s) => {
-            let v = s.parse::<i64>().map(Value::from).unwrap_or(Value::String(s));
-            Timestamp::from_json(&v).map_err(|e| ApiError::BadQuery { code: "invalid_since", message: e.to_string() })?
+            let v = s
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s));
+            Timestamp::from_json(&v).map_err(|e| ApiError::BadQuery {
+                code: "invalid_since",
+                message: e.to_string(),
+            })?
         }
     };
-    let stats = state.pipeline.store.dedup_stats(since).await.map_err(store_error)?;
+    let stats = state
+        .pipeline
+        .store
+        .dedup_stats(since)
+        .await
+        .map_err(store_error)?;
     let events: Vec<Value> = stats
         .into_iter()
         .map(|s| {
-            let rate = if s.copies == 0 { 0.0 } else { (s.copies - s.events) as f64 / s.copies as f64 };
+            let rate = if s.copies == 0 {
+                0.0
+            } else {
+                (s.copies - s.events) as f64 / s.copies as f64
+            };
             let mut v = json!(s);
             v["dedup_rate"] = json!((rate * 10_000.0).round() / 10_000.0);
             v

@@ -28,7 +28,9 @@ pub async fn server_events(State(state): State<CollectorState>, req: Request) ->
     let result = async {
         let source = bearer_source(&state, req.headers())?;
         if source.kind() != SourceKind::Server {
-            return Err(ApiError::WrongKeyKind("browser keys cannot use /v1/events; use /v1/collect or a server key"));
+            return Err(ApiError::WrongKeyKind(
+                "browser keys cannot use /v1/events; use /v1/collect or a server key",
+            ));
         }
         ingest(&state, req, &source, Format::Native, "events", None).await
     }
@@ -39,33 +41,62 @@ pub async fn server_events(State(state): State<CollectorState>, req: Request) ->
 /// `POST /v1/collect`: the browser door. Public key in the body (`key`) or `?k=`.
 pub async fn browser_collect(State(state): State<CollectorState>, req: Request) -> Response {
     let started = Instant::now();
-    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
-    let cors_origin = origin.clone().filter(|o| state.sources.any_allows_origin(o));
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned);
+    let cors_origin = origin
+        .clone()
+        .filter(|o| state.sources.any_allows_origin(o));
     let result = async {
         body::check_content_type(req.headers())?;
         let query_key = query_param(req.uri().query(), "k");
         let headers = req.headers().clone();
-        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        let bytes = body::read(req.into_body(), &headers, state.ingest.max_browser_body_bytes).await?;
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let bytes = body::read(
+            req.into_body(),
+            &headers,
+            state.ingest.max_browser_body_bytes,
+        )
+        .await?;
         let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
-        let key = envelope.key.clone().or(query_key).ok_or(ApiError::MissingKey(
-            "the browser door needs the source key as `key` in the body or `?k=`",
-        ))?;
-        let source = state.sources.by_key(&key).cloned().ok_or(ApiError::InvalidKey)?;
+        let key = envelope
+            .key
+            .clone()
+            .or(query_key)
+            .ok_or(ApiError::MissingKey(
+                "the browser door needs the source key as `key` in the body or `?k=`",
+            ))?;
+        let source = state
+            .sources
+            .by_key(&key)
+            .cloned()
+            .ok_or(ApiError::InvalidKey)?;
         if source.kind() != SourceKind::Browser {
-            return Err(ApiError::WrongKeyKind("server keys are secret and cannot be used from a browser"));
+            return Err(ApiError::WrongKeyKind(
+                "server keys are secret and cannot be used from a browser",
+            ));
         }
-        if let Some(origin) = &origin {
-            if !source.allows_origin(origin) {
-                return Err(ApiError::OriginNotAllowed(origin.clone()));
-            }
+        if let Some(origin) = &origin
+            && !source.allows_origin(origin)
+        {
+            return Err(ApiError::OriginNotAllowed(origin.clone()));
         }
-        source.admit(envelope.events.len()).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        source
+            .admit(envelope.events.len())
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
         let sender = Sender {
             source: source.name().to_owned(),
             kind: SourceKind::Browser,
             client_ip: client_ip(&state, &headers, peer),
-            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         };
         run(&state, &sender, &envelope.events, Format::Native, "collect").await
     }
@@ -74,16 +105,28 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
 }
 
 /// `OPTIONS /v1/collect`: CORS preflight, answered only for allowed origins.
-pub async fn browser_preflight(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
+pub async fn browser_preflight(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+) -> Response {
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     match origin.filter(|o| state.sources.any_allows_origin(o)) {
         Some(origin) => {
             let mut r = StatusCode::NO_CONTENT.into_response();
             add_cors(&mut r, origin);
             let h = r.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, content-encoding"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type, content-encoding"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
             r
         }
         None => ApiError::OriginNotAllowed(origin.unwrap_or("(none)").to_owned()).into_response(),
@@ -116,24 +159,44 @@ async fn segment(State(state): State<CollectorState>, req: Request, format: Form
     let result = async {
         body::check_content_type(req.headers())?;
         let headers = req.headers().clone();
-        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
         let bytes = body::read(req.into_body(), &headers, state.ingest.max_body_bytes).await?;
         let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
         if format == Format::SegmentBatch && !envelope.is_batch {
-            return Err(ApiError::InvalidBody("/v1/batch expects {\"batch\": [...]}".into()));
+            return Err(ApiError::InvalidBody(
+                "/v1/batch expects {\"batch\": [...]}".into(),
+            ));
         }
-        let key = basic_key.or(envelope.write_key.clone()).ok_or(ApiError::MissingKey(
-            "send the write key as the HTTP Basic user name or as `writeKey`",
-        ))?;
-        let source = state.sources.by_key(&key).cloned().ok_or(ApiError::InvalidKey)?;
-        source.admit(envelope.events.len()).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        let key = basic_key
+            .or(envelope.write_key.clone())
+            .ok_or(ApiError::MissingKey(
+                "send the write key as the HTTP Basic user name or as `writeKey`",
+            ))?;
+        let source = state
+            .sources
+            .by_key(&key)
+            .cloned()
+            .ok_or(ApiError::InvalidKey)?;
+        source
+            .admit(envelope.events.len())
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
         let browser = source.kind() == SourceKind::Browser;
         let sender = Sender {
             source: source.name().to_owned(),
             kind: source.kind(),
-            client_ip: if browser { client_ip(&state, &headers, peer) } else { None },
+            client_ip: if browser {
+                client_ip(&state, &headers, peer)
+            } else {
+                None
+            },
             user_agent: if browser {
-                headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned)
+                headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
             } else {
                 None
             },
@@ -156,8 +219,15 @@ async fn ingest(
     let headers = req.headers().clone();
     let bytes = body::read(req.into_body(), &headers, state.ingest.max_body_bytes).await?;
     let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
-    source.admit(envelope.events.len()).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let sender = Sender { source: source.name().to_owned(), kind: source.kind(), client_ip: None, user_agent };
+    source
+        .admit(envelope.events.len())
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let sender = Sender {
+        source: source.name().to_owned(),
+        kind: source.kind(),
+        client_ip: None,
+        user_agent,
+    };
     run(state, &sender, &envelope.events, format, door).await
 }
 
@@ -173,9 +243,20 @@ async fn run(
         ApiError::StoreUnavailable
     })?;
     for r in &results {
-        state.metrics.events.get_or_create(&EventLabels { door, outcome: r.status }).inc();
+        state
+            .metrics
+            .events
+            .get_or_create(&EventLabels {
+                door,
+                outcome: r.status,
+            })
+            .inc();
         if let Some(code) = &r.code {
-            state.metrics.rejections.get_or_create(&RejectionLabels { code: code.clone() }).inc();
+            state
+                .metrics
+                .rejections
+                .get_or_create(&RejectionLabels { code: code.clone() })
+                .inc();
         }
     }
     Ok(results)
@@ -195,8 +276,19 @@ fn respond(
     if let Some(origin) = cors_origin {
         add_cors(&mut response, origin);
     }
-    state.metrics.requests.get_or_create(&RequestLabels { door, status: response.status().as_u16() }).inc();
-    state.metrics.request_duration.get_or_create(&DoorLabels { door }).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            door,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&DoorLabels { door })
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -209,15 +301,24 @@ fn add_cors(response: &mut Response, origin: &str) {
 }
 
 fn bearer_source(state: &CollectorState, headers: &HeaderMap) -> Result<Arc<Source>, ApiError> {
-    let token = bearer(headers).ok_or(ApiError::MissingKey("send the source key as `Authorization: Bearer <key>`"))?;
-    state.sources.by_key(token).cloned().ok_or(ApiError::InvalidKey)
+    let token = bearer(headers).ok_or(ApiError::MissingKey(
+        "send the source key as `Authorization: Bearer <key>`",
+    ))?;
+    state
+        .sources
+        .by_key(token)
+        .cloned()
+        .ok_or(ApiError::InvalidKey)
 }
 
 /// The token of an `Authorization: Bearer` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn basic_user(headers: &HeaderMap) -> Option<String> {
@@ -226,7 +327,9 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let user = text.split(':').next().unwrap_or("");
     (!user.is_empty()).then(|| user.to_owned())
@@ -242,7 +345,11 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     pairs.get(name).cloned().filter(|v| !v.is_empty())
 }
 
-fn client_ip(state: &CollectorState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+fn client_ip(
+    state: &CollectorState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<String> {
     let header_name = state.ingest.client_ip_header.trim();
     if !header_name.is_empty() {
         // The left-most address of X-Forwarded-For is the client as the first proxy saw it.

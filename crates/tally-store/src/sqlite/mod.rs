@@ -29,7 +29,8 @@ mod tests {
         async fn for_test() -> (Self, Self::Guard) {
             // A real file, not `:memory:`, so WAL and locking are exercised.
             let dir = tempfile::tempdir().expect("temp dir");
-            let store = SqliteStore::open(SqliteConfig::new(dir.path().join("tally.db"))).expect("open");
+            let store =
+                SqliteStore::open(SqliteConfig::new(dir.path().join("tally.db"))).expect("open");
             (store, dir)
         }
 

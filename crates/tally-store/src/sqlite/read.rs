@@ -9,8 +9,8 @@ use tally_core::event::SourceKind;
 use tally_core::timestamp::Timestamp;
 
 use super::schema;
-use crate::model::*;
 use crate::StoreError;
+use crate::model::*;
 
 const MAX_IDLE_READERS: usize = 4;
 
@@ -22,7 +22,10 @@ pub(super) struct ReadPool {
 
 impl ReadPool {
     pub fn new(path: PathBuf) -> Self {
-        ReadPool { path, idle: Mutex::new(Vec::new()) }
+        ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// Runs `f` on a pooled connection in a blocking task.
@@ -53,7 +56,10 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 }
 
 fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt { table, message: e.to_string() }
+    StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    }
 }
 
 fn source_kind(table: &'static str, s: &str) -> Result<SourceKind, StoreError> {
@@ -75,7 +81,9 @@ pub(super) fn ledger(conn: &Connection, event_id: &str) -> Result<Vec<LedgerEntr
         )
         .map_err(unavailable)?;
     let rows: Vec<(i64, Option<String>, i64, String)> = stmt
-        .query_map([event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_map([event_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .map_err(unavailable)?
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
@@ -98,37 +106,75 @@ fn copies(conn: &Connection, rowid: i64) -> Result<Vec<CopyRecord>, StoreError> 
                FROM copies WHERE event_rowid = ?1 ORDER BY seq",
         )
         .map_err(unavailable)?;
-    type Row = (String, String, String, i64, String, Option<String>, String, bool, String);
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+        String,
+        bool,
+        String,
+    );
     let rows: Vec<Row> = stmt
         .query_map([rowid], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
         })
         .map_err(unavailable)?
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
     rows.into_iter()
-        .map(|(event_id, source, kind, received, outcome, matched_by, contributed, ghost, consent)| {
-            Ok(CopyRecord {
+        .map(
+            |(
                 event_id,
                 source,
-                source_kind: source_kind("copies", &kind)?,
-                received_at: Timestamp::from_millis(received),
+                kind,
+                received,
                 outcome,
-                matched_by: match matched_by.as_deref() {
-                    None => None,
-                    Some("event_id") => Some(MatchedBy::EventId),
-                    Some("dedup_key") => Some(MatchedBy::DedupKey),
-                    Some(other) => return Err(corrupt("copies", format!("unknown matched_by `{other}`"))),
-                },
-                contributed: serde_json::from_str(&contributed).map_err(|e| corrupt("copies", e))?,
+                matched_by,
+                contributed,
                 ghost,
-                consent: serde_json::from_str(&consent).map_err(|e| corrupt("copies", e))?,
-            })
-        })
+                consent,
+            )| {
+                Ok(CopyRecord {
+                    event_id,
+                    source,
+                    source_kind: source_kind("copies", &kind)?,
+                    received_at: Timestamp::from_millis(received),
+                    outcome,
+                    matched_by: match matched_by.as_deref() {
+                        None => None,
+                        Some("event_id") => Some(MatchedBy::EventId),
+                        Some("dedup_key") => Some(MatchedBy::DedupKey),
+                        Some(other) => {
+                            return Err(corrupt("copies", format!("unknown matched_by `{other}`")));
+                        }
+                    },
+                    contributed: serde_json::from_str(&contributed)
+                        .map_err(|e| corrupt("copies", e))?,
+                    ghost,
+                    consent: serde_json::from_str(&consent).map_err(|e| corrupt("copies", e))?,
+                })
+            },
+        )
         .collect()
 }
 
-pub(super) fn quarantine(conn: &Connection, f: &QuarantineFilter) -> Result<Vec<QuarantineRecord>, StoreError> {
+pub(super) fn quarantine(
+    conn: &Connection,
+    f: &QuarantineFilter,
+) -> Result<Vec<QuarantineRecord>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, received_ms, source, source_kind, event_name, event_id, code, message, status, replayed_ms, body
@@ -138,7 +184,19 @@ pub(super) fn quarantine(conn: &Connection, f: &QuarantineFilter) -> Result<Vec<
               ORDER BY id LIMIT ?5",
         )
         .map_err(unavailable)?;
-    type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String, String, Option<i64>, String);
+    type Row = (
+        i64,
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+        Option<i64>,
+        String,
+    );
     let rows: Vec<Row> = stmt
         .query_map(
             params![
@@ -168,29 +226,48 @@ pub(super) fn quarantine(conn: &Connection, f: &QuarantineFilter) -> Result<Vec<
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
     rows.into_iter()
-        .map(|(id, received, source, kind, event_name, event_id, code, message, status, replayed, body)| {
-            Ok(QuarantineRecord {
+        .map(
+            |(
                 id,
-                received_at: Timestamp::from_millis(received),
+                received,
                 source,
-                source_kind: source_kind("quarantine", &kind)?,
+                kind,
                 event_name,
                 event_id,
                 code,
                 message,
-                status: match status.as_str() {
-                    "open" => QuarantineStatus::Open,
-                    "replayed" => QuarantineStatus::Replayed,
-                    other => return Err(corrupt("quarantine", format!("unknown status `{other}`"))),
-                },
-                replayed_at: replayed.map(Timestamp::from_millis),
-                body: serde_json::from_str(&body).map_err(|e| corrupt("quarantine", e))?,
-            })
-        })
+                status,
+                replayed,
+                body,
+            )| {
+                Ok(QuarantineRecord {
+                    id,
+                    received_at: Timestamp::from_millis(received),
+                    source,
+                    source_kind: source_kind("quarantine", &kind)?,
+                    event_name,
+                    event_id,
+                    code,
+                    message,
+                    status: match status.as_str() {
+                        "open" => QuarantineStatus::Open,
+                        "replayed" => QuarantineStatus::Replayed,
+                        other => {
+                            return Err(corrupt("quarantine", format!("unknown status `{other}`")));
+                        }
+                    },
+                    replayed_at: replayed.map(Timestamp::from_millis),
+                    body: serde_json::from_str(&body).map_err(|e| corrupt("quarantine", e))?,
+                })
+            },
+        )
         .collect()
 }
 
-pub(super) fn dedup_stats(conn: &Connection, since: Timestamp) -> Result<Vec<EventDedupStats>, StoreError> {
+pub(super) fn dedup_stats(
+    conn: &Connection,
+    since: Timestamp,
+) -> Result<Vec<EventDedupStats>, StoreError> {
     let mut by_name: std::collections::BTreeMap<String, EventDedupStats> = Default::default();
     let mut stmt = conn
         .prepare_cached(
@@ -235,7 +312,14 @@ pub(super) fn dedup_stats(conn: &Connection, since: Timestamp) -> Result<Vec<Eve
             duplicate: r.get(2).map_err(unavailable)?,
             count: r.get::<_, i64>(3).map_err(unavailable)? as u64,
         };
-        by_name.entry(name.clone()).or_insert_with(|| EventDedupStats { event: name, ..Default::default() }).by_source_pair.push(pair);
+        by_name
+            .entry(name.clone())
+            .or_insert_with(|| EventDedupStats {
+                event: name,
+                ..Default::default()
+            })
+            .by_source_pair
+            .push(pair);
     }
     let mut stmt = conn
         .prepare_cached(
@@ -247,7 +331,13 @@ pub(super) fn dedup_stats(conn: &Connection, since: Timestamp) -> Result<Vec<Eve
     while let Some(r) = rows.next().map_err(unavailable)? {
         let name: String = r.get(0).map_err(unavailable)?;
         let n = r.get::<_, i64>(1).map_err(unavailable)? as u64;
-        by_name.entry(name.clone()).or_insert_with(|| EventDedupStats { event: name, ..Default::default() }).key_collisions = n;
+        by_name
+            .entry(name.clone())
+            .or_insert_with(|| EventDedupStats {
+                event: name,
+                ..Default::default()
+            })
+            .key_collisions = n;
     }
     Ok(by_name.into_values().collect())
 }

@@ -12,7 +12,10 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sq
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 fn open_error(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Open { path: path.display().to_string(), source: Box::new(e) }
+    StoreError::Open {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    }
 }
 
 /// Opens the write connection, creating and migrating the database as needed.
@@ -55,14 +58,21 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction().map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        tx.execute_batch(sql).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        tx.commit().map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        tx.commit()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     }
     Ok(())
 }

@@ -64,14 +64,19 @@ impl SqliteStore {
     pub fn open(config: SqliteConfig) -> Result<Self, StoreError> {
         let conn = schema::open_writer(&config.path)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let health = Arc::new(WriterHealth { healthy: AtomicBool::new(true) });
+        let health = Arc::new(WriterHealth {
+            healthy: AtomicBool::new(true),
+        });
         let closing = Arc::new(AtomicBool::new(false));
         let writer_health = health.clone();
         let max_group = config.max_group_items;
         let writer = std::thread::Builder::new()
             .name("tally-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx, max_group, writer_health))
-            .map_err(|e| StoreError::Open { path: config.path.display().to_string(), source: Box::new(e) })?;
+            .map_err(|e| StoreError::Open {
+                path: config.path.display().to_string(),
+                source: Box::new(e),
+            })?;
         let checkpointer = spawn_checkpointer(&config, closing.clone())?;
         Ok(SqliteStore {
             sender: tx,
@@ -95,14 +100,22 @@ impl SqliteStore {
                 source: "no database here (has `tally serve` run with this data_dir?)".into(),
             });
         }
-        Ok(ReadOnlySqlite { reads: Arc::new(ReadPool::new(path)) })
+        Ok(ReadOnlySqlite {
+            reads: Arc::new(ReadPool::new(path)),
+        })
     }
 }
 
-fn spawn_checkpointer(config: &SqliteConfig, closing: Arc<AtomicBool>) -> Result<JoinHandle<()>, StoreError> {
+fn spawn_checkpointer(
+    config: &SqliteConfig,
+    closing: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, StoreError> {
     let conn = schema::open_reader(&config.path)?;
     conn.execute_batch("PRAGMA query_only = 0;")
-        .map_err(|e| StoreError::Open { path: config.path.display().to_string(), source: Box::new(e) })?;
+        .map_err(|e| StoreError::Open {
+            path: config.path.display().to_string(),
+            source: Box::new(e),
+        })?;
     let interval = config.checkpoint_interval;
     std::thread::Builder::new()
         .name("tally-sqlite-checkpoint".into())
@@ -116,18 +129,30 @@ fn spawn_checkpointer(config: &SqliteConfig, closing: Arc<AtomicBool>) -> Result
             }
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         })
-        .map_err(|e| StoreError::Open { path: config.path.display().to_string(), source: Box::new(e) })
+        .map_err(|e| StoreError::Open {
+            path: config.path.display().to_string(),
+            source: Box::new(e),
+        })
 }
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ingest(&self, now: Timestamp, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
+    async fn ingest(
+        &self,
+        now: Timestamp,
+        items: Vec<IngestItem>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest { now, items, reply };
-        match tokio::time::timeout(self.enqueue_timeout, self.sender.send(WriterMessage::Write(request))).await {
+        match tokio::time::timeout(
+            self.enqueue_timeout,
+            self.sender.send(WriterMessage::Write(request)),
+        )
+        .await
+        {
             Err(_) => return Err(StoreError::Overloaded),
             Ok(Err(_)) => return Err(StoreError::Closed),
             Ok(Ok(())) => {}
@@ -140,7 +165,10 @@ impl Store for SqliteStore {
         self.reads.run(move |c| read::ledger(c, &id)).await
     }
 
-    async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineRecord>, StoreError> {
+    async fn quarantine(
+        &self,
+        filter: QuarantineFilter,
+    ) -> Result<Vec<QuarantineRecord>, StoreError> {
         self.reads.run(move |c| read::quarantine(c, &filter)).await
     }
 
@@ -164,7 +192,8 @@ impl Store for SqliteStore {
             return;
         }
         let _ = self.sender.send(WriterMessage::Shutdown).await;
-        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock().expect("store lock"));
+        let threads: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.threads.lock().expect("store lock"));
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 t.thread().unpark();
@@ -194,7 +223,10 @@ impl ReadOnlySqlite {
     ///
     /// # Errors
     /// When the database cannot be read.
-    pub async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineRecord>, StoreError> {
+    pub async fn quarantine(
+        &self,
+        filter: QuarantineFilter,
+    ) -> Result<Vec<QuarantineRecord>, StoreError> {
         self.reads.run(move |c| read::quarantine(c, &filter)).await
     }
 }

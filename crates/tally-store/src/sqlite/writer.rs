@@ -11,8 +11,8 @@ use tally_core::rejection::Rejection;
 use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
 use crate::StoreError;
+use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
 
 /// A request for the writer.
 pub(super) struct WriteRequest {
@@ -49,7 +49,9 @@ pub(super) fn run(
     let mut group: Vec<WriteRequest> = Vec::new();
     let mut shutting_down = false;
     while !shutting_down {
-        let Some(first) = rx.blocking_recv() else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         let mut count = 0;
         match first {
             WriterMessage::Write(req) => {
@@ -84,14 +86,19 @@ pub(super) fn run(
                 let message = e.to_string();
                 for req in group.drain(..) {
                     let failure = CommitFailure(message.clone());
-                    let _ = req.reply.send(Err(StoreError::Unavailable(Box::new(failure))));
+                    let _ = req
+                        .reply
+                        .send(Err(StoreError::Unavailable(Box::new(failure))));
                 }
             }
         }
     }
 }
 
-fn commit_group(conn: &mut Connection, group: &[WriteRequest]) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
+fn commit_group(
+    conn: &mut Connection,
+    group: &[WriteRequest],
+) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut all = Vec::with_capacity(group.len());
     for req in group {
@@ -125,15 +132,24 @@ struct StoredRow {
 
 fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOutcome, TxError> {
     match item {
-        IngestItem::Event { candidate, replay_of } => {
+        IngestItem::Event {
+            candidate,
+            replay_of,
+        } => {
             let outcome = ingest_event(tx, now, candidate, *replay_of)?;
-            if let (Some(id), IngestOutcome::Accepted | IngestOutcome::Duplicate { .. }) = (replay_of, &outcome) {
-                tx.prepare_cached("UPDATE quarantine SET status = 'replayed', replayed_ms = ?2 WHERE id = ?1")?
-                    .execute(params![id, now.millis()])?;
+            if let (Some(id), IngestOutcome::Accepted | IngestOutcome::Duplicate { .. }) =
+                (replay_of, &outcome)
+            {
+                tx.prepare_cached(
+                    "UPDATE quarantine SET status = 'replayed', replayed_ms = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id, now.millis()])?;
             }
             Ok(outcome)
         }
-        IngestItem::Quarantine(q) => Ok(IngestOutcome::Quarantined { quarantine_id: insert_quarantine(tx, q)? }),
+        IngestItem::Quarantine(q) => Ok(IngestOutcome::Quarantined {
+            quarantine_id: insert_quarantine(tx, q)?,
+        }),
         IngestItem::Requarantine { id, rejection } => {
             tx.prepare_cached("UPDATE quarantine SET code = ?2, message = ?3 WHERE id = ?1")?
                 .execute(params![id, rejection.code, rejection.message])?;
@@ -169,7 +185,9 @@ fn ingest_event(
         )?
         .query_row(params![e.event_id, e.name], stored_row)
         .optional()?;
-    let by_id_live = by_id.as_ref().filter(|r| dedup::within_window(r.first_seen, now, c.event_id_window_ms));
+    let by_id_live = by_id
+        .as_ref()
+        .filter(|r| dedup::within_window(r.first_seen, now, c.event_id_window_ms));
     let by_key = match (&c.dedup_value, by_id_live) {
         (Some(value), None) => tx
             .prepare_cached(
@@ -180,7 +198,9 @@ fn ingest_event(
             .optional()?,
         _ => None,
     };
-    let by_key_live = by_key.as_ref().filter(|r| dedup::within_window(r.first_seen, now, c.dedup_key_window_ms));
+    let by_key_live = by_key
+        .as_ref()
+        .filter(|r| dedup::within_window(r.first_seen, now, c.dedup_key_window_ms));
 
     let live = by_id_live.or(by_key_live);
     let stored: Option<Event> = live.map(|r| serde_json::from_str(&r.body)).transpose()?;
@@ -228,14 +248,28 @@ fn ingest_event(
                     ])?;
             }
             let seq: i64 = tx
-                .prepare_cached("SELECT COALESCE(MAX(seq), -1) + 1 FROM copies WHERE event_rowid = ?1")?
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(seq), -1) + 1 FROM copies WHERE event_rowid = ?1",
+                )?
                 .query_row([row.rowid], |r| r.get(0))?;
-            insert_copy(tx, row.rowid, seq, e, "duplicate", Some(matched_by), &contributed, ghost)?;
+            insert_copy(
+                tx,
+                row.rowid,
+                seq,
+                e,
+                "duplicate",
+                Some(matched_by),
+                &contributed,
+                ghost,
+            )?;
             if e.event_id != merged.event_id {
                 tx.prepare_cached("INSERT OR IGNORE INTO event_aliases (event_id, name, event_rowid) VALUES (?1, ?2, ?3)")?
                     .execute(params![e.event_id, e.name, row.rowid])?;
             }
-            Ok(IngestOutcome::Duplicate { matched_by, stored_event_id: merged.event_id })
+            Ok(IngestOutcome::Duplicate {
+                matched_by,
+                stored_event_id: merged.event_id,
+            })
         }
         Decision::Collision { stored_value } => {
             let rejection = Rejection::new(
@@ -252,7 +286,10 @@ fn ingest_event(
                 // A replay that collides stays in its own quarantine row with the new reason.
                 tx.prepare_cached("UPDATE quarantine SET code = ?2, message = ?3 WHERE id = ?1")?
                     .execute(params![id, rejection.code, rejection.message])?;
-                return Ok(IngestOutcome::Collision { quarantine_id: id, rejection });
+                return Ok(IngestOutcome::Collision {
+                    quarantine_id: id,
+                    rejection,
+                });
             }
             let quarantine_id = insert_quarantine(
                 tx,
@@ -263,16 +300,25 @@ fn ingest_event(
                     event_name: Some(e.name.clone()),
                     event_id: Some(e.event_id.clone()),
                     rejection: rejection.clone(),
-                    body: QuarantineBody::Event { event: Box::new(e.clone()) },
+                    body: QuarantineBody::Event {
+                        event: Box::new(e.clone()),
+                    },
                 },
             )?;
-            Ok(IngestOutcome::Collision { quarantine_id, rejection })
+            Ok(IngestOutcome::Collision {
+                quarantine_id,
+                rejection,
+            })
         }
     }
 }
 
 fn found<'a>(r: &'a StoredRow, stored: Option<&'a Event>) -> Option<Found<'a>> {
-    Some(Found { event: stored?, dedup_value: r.dedup_value.as_deref(), has_browser_copy: r.has_browser })
+    Some(Found {
+        event: stored?,
+        dedup_value: r.dedup_value.as_deref(),
+        has_browser_copy: r.has_browser,
+    })
 }
 
 fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {

@@ -7,7 +7,6 @@ use tally_core::event::SourceKind::{Browser, Server};
 use super::{NOW, TestStore, candidate, purchase};
 use crate::{IngestItem, IngestOutcome, SourcePairStats};
 
-
 pub async fn browser_and_server_copies_merge_into_one_event_with_every_copy_kept<S: TestStore>() {
     let (store, _guard) = S::for_test().await;
     let browser = candidate(
@@ -24,12 +23,33 @@ pub async fn browser_and_server_copies_merge_into_one_event_with_every_copy_kept
         NOW,
     );
     let out = store
-        .ingest(NOW, vec![IngestItem::Event { candidate: browser, replay_of: None }])
+        .ingest(
+            NOW,
+            vec![IngestItem::Event {
+                candidate: browser,
+                replay_of: None,
+            }],
+        )
         .await
         .unwrap();
     assert_eq!(out, [IngestOutcome::Accepted]);
-    let out = store.ingest(NOW, vec![IngestItem::Event { candidate: server, replay_of: None }]).await.unwrap();
-    assert!(matches!(out[0], IngestOutcome::Duplicate { matched_by: MatchedBy::EventId, .. }));
+    let out = store
+        .ingest(
+            NOW,
+            vec![IngestItem::Event {
+                candidate: server,
+                replay_of: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        out[0],
+        IngestOutcome::Duplicate {
+            matched_by: MatchedBy::EventId,
+            ..
+        }
+    ));
 
     let ledger = store.ledger("ord-1").await.unwrap();
     assert_eq!(ledger.len(), 1);
@@ -45,14 +65,25 @@ pub async fn browser_and_server_copies_merge_into_one_event_with_every_copy_kept
     assert_eq!(entry.copies[1].outcome, "duplicate");
     assert_eq!(entry.copies[1].matched_by, Some(MatchedBy::EventId));
     assert!(entry.copies[1].contributed.contains(&"value".to_owned()));
-    assert!(entry.copies[1].contributed.iter().any(|f| f.starts_with("user.email")));
+    assert!(
+        entry.copies[1]
+            .contributed
+            .iter()
+            .any(|f| f.starts_with("user.email"))
+    );
     assert!(entry.copies[0].consent.ad_storage.is_some());
 }
 
 pub async fn ledger_finds_an_event_by_a_duplicate_s_own_event_id<S: TestStore>() {
     let (store, _guard) = S::for_test().await;
-    store.ingest(NOW, vec![purchase("browser-id", "7", Browser, NOW)]).await.unwrap();
-    store.ingest(NOW, vec![purchase("server-id", "7", Server, NOW)]).await.unwrap();
+    store
+        .ingest(NOW, vec![purchase("browser-id", "7", Browser, NOW)])
+        .await
+        .unwrap();
+    store
+        .ingest(NOW, vec![purchase("server-id", "7", Server, NOW)])
+        .await
+        .unwrap();
     let by_alias = store.ledger("server-id").await.unwrap();
     assert_eq!(by_alias.len(), 1);
     assert_eq!(by_alias[0].event.event_id, "browser-id");
@@ -66,7 +97,7 @@ pub async fn dedup_stats_count_duplicates_ghosts_collisions_and_source_pairs<S: 
             NOW,
             vec![
                 purchase("a", "1", Browser, NOW),
-                purchase("a", "1", Server, NOW),  // by event ID, browser → server
+                purchase("a", "1", Server, NOW), // by event ID, browser → server
                 purchase("b", "1", Browser, NOW), // ghost: second browser copy, other ID
                 purchase("c", "2", Server, NOW),
                 purchase("c", "3", Server, NOW), // collision
@@ -74,7 +105,10 @@ pub async fn dedup_stats_count_duplicates_ghosts_collisions_and_source_pairs<S: 
         )
         .await
         .unwrap();
-    let stats = store.dedup_stats(tally_core::timestamp::Timestamp::from_millis(0)).await.unwrap();
+    let stats = store
+        .dedup_stats(tally_core::timestamp::Timestamp::from_millis(0))
+        .await
+        .unwrap();
     assert_eq!(stats.len(), 1);
     let p = &stats[0];
     assert_eq!(p.event, "purchase");
@@ -87,8 +121,16 @@ pub async fn dedup_stats_count_duplicates_ghosts_collisions_and_source_pairs<S: 
     assert_eq!(
         p.by_source_pair,
         [
-            SourcePairStats { first: "browser".into(), duplicate: "browser".into(), count: 1 },
-            SourcePairStats { first: "browser".into(), duplicate: "server".into(), count: 1 },
+            SourcePairStats {
+                first: "browser".into(),
+                duplicate: "browser".into(),
+                count: 1
+            },
+            SourcePairStats {
+                first: "browser".into(),
+                duplicate: "server".into(),
+                count: 1
+            },
         ]
     );
 }

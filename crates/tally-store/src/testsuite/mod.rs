@@ -46,7 +46,10 @@ pub fn plan() -> TrackingPlan {
                 dedup_key: Some("order_id".into()),
                 ..Default::default()
             },
-            EventPlanConfig { name: "add_to_cart".into(), ..Default::default() },
+            EventPlanConfig {
+                name: "add_to_cart".into(),
+                ..Default::default()
+            },
         ],
         PlanSettings::default(),
     )
@@ -56,7 +59,12 @@ pub fn plan() -> TrackingPlan {
 /// Parses and plans one event JSON as received at `at` from a source of `kind`.
 pub fn candidate(v: Value, kind: SourceKind, at: Timestamp) -> Candidate {
     let limits = ParseLimits::default();
-    let ctx = ParseContext { source: kind.as_str(), source_kind: kind, received_at: at, limits: &limits };
+    let ctx = ParseContext {
+        source: kind.as_str(),
+        source_kind: kind,
+        received_at: at,
+        limits: &limits,
+    };
     let mut event = parse_event(&v, &ctx).expect("test event parses").event;
     let decision = plan().check(&mut event).expect("test event is planned");
     Candidate {

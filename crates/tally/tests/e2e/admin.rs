@@ -6,7 +6,12 @@ use crate::support::{ADMIN_TOKEN, BROWSER_KEY, SERVER_KEY, TestApp, purchase};
 async fn admin_endpoints_refuse_without_the_admin_token() {
     let app = TestApp::start().await;
     for path in ["/v1/ledger/x", "/v1/quarantine", "/v1/stats/dedup"] {
-        for auth in [None, Some("wrong-token-0123456789"), Some(SERVER_KEY), Some(BROWSER_KEY)] {
+        for auth in [
+            None,
+            Some("wrong-token-0123456789"),
+            Some(SERVER_KEY),
+            Some(BROWSER_KEY),
+        ] {
             let mut req = app.client.get(format!("{}{path}", app.url));
             if let Some(token) = auth {
                 req = req.bearer_auth(token);
@@ -15,15 +20,31 @@ async fn admin_endpoints_refuse_without_the_admin_token() {
             assert_eq!(resp.status(), 401, "{path} with {auth:?}");
         }
     }
-    let resp = app.client.post(format!("{}/v1/quarantine/replay", app.url)).bearer_auth(SERVER_KEY).send().await.unwrap();
+    let resp = app
+        .client
+        .post(format!("{}/v1/quarantine/replay", app.url))
+        .bearer_auth(SERVER_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn without_a_configured_token_the_admin_api_is_disabled() {
-    let app = TestApp::start_with("admin_token = \"\"\n", std::sync::Arc::new(tally_core::clock::SystemClock)).await;
-    let resp = app.client.get(format!("{}/v1/quarantine", app.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let app = TestApp::start_with(
+        "admin_token = \"\"\n",
+        std::sync::Arc::new(tally_core::clock::SystemClock),
+    )
+    .await;
+    let resp = app
+        .client
+        .get(format!("{}/v1/quarantine", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "admin_disabled");
@@ -58,11 +79,17 @@ async fn quarantined_events_are_listed_with_reasons_and_hold_no_raw_contact_data
     assert_eq!(rows[0]["status"], "open");
     assert_eq!(rows[1]["code"], "wrong_type");
     let text = body.to_string();
-    assert!(!text.contains("quarantined@example.com") && !text.contains("7946"), "{text}");
+    assert!(
+        !text.contains("quarantined@example.com") && !text.contains("7946"),
+        "{text}"
+    );
     let (_, filtered) = app.admin_get("/v1/quarantine?code=wrong_type").await;
     assert_eq!(filtered["quarantine"].as_array().unwrap().len(), 1);
     let (status, bad) = app.admin_get("/v1/quarantine?status=lost").await;
-    assert_eq!((status, bad["code"].as_str()), (400, Some("invalid_status")));
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("invalid_status"))
+    );
     app.stop().await;
 }
 
@@ -76,8 +103,19 @@ async fn replay_after_a_plan_fix_accepts_quarantined_events_with_their_identity(
     let dir = app.stop_keeping_data().await;
 
     let fixed_plan = "[[events]]\nname = \"refund\"\nallow_negative_value = true\n";
-    let app = TestApp::start_in(dir, fixed_plan, std::sync::Arc::new(tally_core::clock::SystemClock)).await;
-    let resp = app.client.post(format!("{}/v1/quarantine/replay", app.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let app = TestApp::start_in(
+        dir,
+        fixed_plan,
+        std::sync::Arc::new(tally_core::clock::SystemClock),
+    )
+    .await;
+    let resp = app
+        .client
+        .post(format!("{}/v1/quarantine/replay", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let summary: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(summary["examined"], 1);
@@ -87,11 +125,20 @@ async fn replay_after_a_plan_fix_accepts_quarantined_events_with_their_identity(
     let event = &ledger["events"][0]["event"];
     assert_eq!(event["name"], "refund");
     assert_eq!(event["value"], "-5");
-    assert!(event["user"]["identity"]["email_sha256"].is_string(), "identity restored from the hashed copy");
+    assert!(
+        event["user"]["identity"]["email_sha256"].is_string(),
+        "identity restored from the hashed copy"
+    );
     let (_, rows) = app.admin_get("/v1/quarantine?status=replayed").await;
     assert_eq!(rows["quarantine"][0]["event_id"], "rf-1");
     // A second replay finds nothing left to do.
-    let resp = app.client.post(format!("{}/v1/quarantine/replay", app.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let resp = app
+        .client
+        .post(format!("{}/v1/quarantine/replay", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     let summary: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(summary["examined"], 0);
     app.stop().await;
@@ -103,6 +150,9 @@ async fn a_ledger_entry_never_shows_raw_contact_data() {
     app.post("/v1/events", &purchase("pii-1", "P1")).await;
     let (_, ledger) = app.admin_get("/v1/ledger/pii-1").await;
     let text = ledger.to_string();
-    assert!(!text.contains("jane.doe") && !text.contains("555"), "{text}");
+    assert!(
+        !text.contains("jane.doe") && !text.contains("555"),
+        "{text}"
+    );
     app.stop().await;
 }

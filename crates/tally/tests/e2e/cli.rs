@@ -25,7 +25,10 @@ fn init_writes_a_config_that_checks_clean_and_refuses_to_overwrite() {
     let (code, out, _) = tally(dir.path(), &["init"]);
     assert_eq!(code, 0, "{out}");
     let text = std::fs::read_to_string(dir.path().join("tally.toml")).unwrap();
-    assert!(text.contains("[[sources]]") && text.contains("# "), "commented config");
+    assert!(
+        text.contains("[[sources]]") && text.contains("# "),
+        "commented config"
+    );
     let (code, out, err) = tally(dir.path(), &["--config", "tally.toml", "config", "check"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("config ok"), "{out}");
@@ -57,7 +60,12 @@ types = { value = "colour" }
     .unwrap();
     let (code, out, err) = tally(dir.path(), &["--config", "bad.toml", "config", "check"]);
     assert_eq!(code, 1, "{out}{err}");
-    for key in ["listen:", "sources[1].name:", "sources[1].allowed_origins:", "events[0].types.value:"] {
+    for key in [
+        "listen:",
+        "sources[1].name:",
+        "sources[1].allowed_origins:",
+        "events[0].types.value:",
+    ] {
         assert!(err.contains(key), "missing {key} in:\n{err}");
     }
     assert!(!err.contains("sk_super_secret_value") && !out.contains("sk_super_secret_value"));
@@ -66,10 +74,17 @@ types = { value = "colour" }
 #[test]
 fn env_overrides_and_missing_variables_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("t.toml"), "admin_token = \"${NOT_SET_ANYWHERE}\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "admin_token = \"${NOT_SET_ANYWHERE}\"\n",
+    )
+    .unwrap();
     let (code, _, err) = tally(dir.path(), &["--config", "t.toml", "config", "check"]);
     assert_eq!(code, 1);
-    assert!(err.contains("admin_token: environment variable NOT_SET_ANYWHERE is not set"), "{err}");
+    assert!(
+        err.contains("admin_token: environment variable NOT_SET_ANYWHERE is not set"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,15 +94,31 @@ fn ledger_and_quarantine_commands_read_the_data_dir_beside_a_running_server() {
     let server = Binary::start(&data);
     let client = reqwest::blocking::Client::new();
     let post = |body: serde_json::Value| -> serde_json::Value {
-        client.post(format!("{}/v1/events", server.url)).bearer_auth("sk_backend_demo").body(body.to_string()).send().unwrap().json().unwrap()
+        client
+            .post(format!("{}/v1/events", server.url))
+            .bearer_auth("sk_backend_demo")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
     };
     assert_eq!(statuses(&post(purchase("cli-1", "C1"))), ["accepted"]);
-    assert_eq!(statuses(&post(json!({"event": "purchse", "event_id": "cli-typo"}))), ["rejected"]);
+    assert_eq!(
+        statuses(&post(json!({"event": "purchse", "event_id": "cli-typo"}))),
+        ["rejected"]
+    );
     let data_arg = data.to_str().unwrap();
     let (code, out, err) = tally(dir.path(), &["--data-dir", data_arg, "ledger", "cli-1"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("purchase cli-1") && out.contains("129.90 EUR") && out.contains("1. "), "{out}");
-    let (code, out, _) = tally(dir.path(), &["--data-dir", data_arg, "ledger", "cli-1", "--json"]);
+    assert!(
+        out.contains("purchase cli-1") && out.contains("129.90 EUR") && out.contains("1. "),
+        "{out}"
+    );
+    let (code, out, _) = tally(
+        dir.path(),
+        &["--data-dir", data_arg, "ledger", "cli-1", "--json"],
+    );
     assert_eq!(code, 0);
     let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(parsed["events"][0]["event"]["event_id"], "cli-1");
@@ -95,7 +126,10 @@ fn ledger_and_quarantine_commands_read_the_data_dir_beside_a_running_server() {
     assert_eq!(code, 1, "{out}");
     let (code, out, _) = tally(dir.path(), &["--data-dir", data_arg, "quarantine"]);
     assert_eq!(code, 0);
-    assert!(out.contains("unplanned_event") && out.contains("purchse"), "{out}");
+    assert!(
+        out.contains("unplanned_event") && out.contains("purchse"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -114,11 +148,28 @@ fn replay_quarantine_from_the_cli_applies_the_fixed_plan() {
         assert_eq!(resp.status(), 200);
     }
     let data_arg = data.to_str().unwrap();
-    let (code, out, _) = tally(dir.path(), &["--data-dir", data_arg, "replay", "--quarantine"]);
+    let (code, out, _) = tally(
+        dir.path(),
+        &["--data-dir", data_arg, "replay", "--quarantine"],
+    );
     assert_eq!(code, 1, "still unplanned: {out}");
     assert!(out.contains("1 still failing"), "{out}");
-    std::fs::write(dir.path().join("fixed.toml"), "[[events]]\nname = \"trial_started\"\nconversion = true\n").unwrap();
-    let (code, out, err) = tally(dir.path(), &["--config", "fixed.toml", "--data-dir", data_arg, "replay", "--quarantine"]);
+    std::fs::write(
+        dir.path().join("fixed.toml"),
+        "[[events]]\nname = \"trial_started\"\nconversion = true\n",
+    )
+    .unwrap();
+    let (code, out, err) = tally(
+        dir.path(),
+        &[
+            "--config",
+            "fixed.toml",
+            "--data-dir",
+            data_arg,
+            "replay",
+            "--quarantine",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("1 accepted"), "{out}");
     let (code, out, _) = tally(dir.path(), &["--data-dir", data_arg, "ledger", "tr-1"]);

@@ -8,8 +8,17 @@ use serde_json::json;
 
 use crate::support::{Binary, purchase, statuses};
 
-fn post(client: &reqwest::blocking::Client, url: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
-    let resp = client.post(format!("{url}/v1/events")).bearer_auth("sk_backend_demo").body(body.to_string()).send().ok()?;
+fn post(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let resp = client
+        .post(format!("{url}/v1/events"))
+        .bearer_auth("sk_backend_demo")
+        .body(body.to_string())
+        .send()
+        .ok()?;
     if resp.status() != 200 {
         return None;
     }
@@ -27,7 +36,11 @@ fn an_acknowledged_event_survives_kill_9() {
 
     let server = Binary::start(dir.path());
     let body = post(&client, &server.url, &purchase("k9-1", "K1")).expect("answered");
-    assert_eq!(statuses(&body), ["duplicate"], "the acknowledged event was still there");
+    assert_eq!(
+        statuses(&body),
+        ["duplicate"],
+        "the acknowledged event was still there"
+    );
 }
 
 #[test]
@@ -45,7 +58,8 @@ fn every_event_acknowledged_under_load_is_present_exactly_once_after_kill_9() {
                 while !stop.load(Ordering::Relaxed) {
                     let ids: Vec<String> = (0..5).map(|i| format!("load-{w}-{n}-{i}")).collect();
                     n += 1;
-                    let batch = json!({"batch": ids.iter().map(|id| purchase(id, id)).collect::<Vec<_>>()});
+                    let batch =
+                        json!({"batch": ids.iter().map(|id| purchase(id, id)).collect::<Vec<_>>()});
                     match post(&client, &url, &batch) {
                         Some(body) => {
                             assert!(statuses(&body).iter().all(|s| s == "accepted"), "{body}");
@@ -75,12 +89,21 @@ fn every_event_acknowledged_under_load_is_present_exactly_once_after_kill_9() {
         let batch = json!({"batch": chunk.iter().map(|id| purchase(id, id)).collect::<Vec<_>>()});
         let body = post(&client, &server.url, &batch).expect("answered");
         let s = statuses(&body);
-        assert!(s.iter().all(|s| s == "duplicate"), "an acknowledged event was lost: {body}");
+        assert!(
+            s.iter().all(|s| s == "duplicate"),
+            "an acknowledged event was lost: {body}"
+        );
     }
     // Exactly once: each acknowledged ID has one stored event (checked through the CLI).
     let sample = &acked[acked.len() / 2];
     let out = Command::new(crate::support::tally_bin())
-        .args(["--data-dir", dir.path().to_str().unwrap(), "ledger", sample, "--json"])
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "ledger",
+            sample,
+            "--json",
+        ])
         .output()
         .unwrap();
     let ledger: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -106,7 +129,13 @@ fn sigterm_finishes_a_request_in_flight_then_exits_cleanly() {
     conn.read_exact(&mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     conn.write_all(body.as_bytes()).unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();

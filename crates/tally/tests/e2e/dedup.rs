@@ -18,7 +18,10 @@ async fn fifty_simultaneous_copies_of_a_new_event_give_exactly_one_accepted() {
                 e["key"] = json!(BROWSER_KEY);
                 client.post(format!("{url}/v1/collect")).body(e.to_string())
             } else {
-                client.post(format!("{url}/v1/events")).bearer_auth("sk_backend_demo").body(purchase("race-1", "R1").to_string())
+                client
+                    .post(format!("{url}/v1/events"))
+                    .bearer_auth("sk_backend_demo")
+                    .body(purchase("race-1", "R1").to_string())
             };
             barrier.wait().await;
             let resp = request.send().await.unwrap();
@@ -31,7 +34,11 @@ async fn fifty_simultaneous_copies_of_a_new_event_give_exactly_one_accepted() {
     for t in tasks {
         outcomes.push(t.await.unwrap());
     }
-    assert_eq!(outcomes.iter().filter(|s| *s == "accepted").count(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|s| *s == "accepted").count(),
+        1,
+        "{outcomes:?}"
+    );
     assert_eq!(outcomes.iter().filter(|s| *s == "duplicate").count(), 49);
     let (_, ledger) = app.admin_get("/v1/ledger/race-1").await;
     assert_eq!(ledger["events"].as_array().unwrap().len(), 1);
@@ -47,8 +54,17 @@ async fn browser_and_server_copies_merge_with_the_union_of_identifiers() {
         "properties": {"value": 10, "currency": "EUR", "order_id": "77"},
         "page": {"url": "https://shop.example/thanks"},
         "consent": {"ad_storage": "granted", "ad_user_data": "granted"}});
-    let (status, body) = app.post_raw("/v1/collect", browser.to_string().into_bytes(), &[("user-agent", "Mozilla/5.0 (shop)")]).await;
-    assert_eq!((status, statuses(&body)), (200, vec!["accepted".to_owned()]));
+    let (status, body) = app
+        .post_raw(
+            "/v1/collect",
+            browser.to_string().into_bytes(),
+            &[("user-agent", "Mozilla/5.0 (shop)")],
+        )
+        .await;
+    assert_eq!(
+        (status, statuses(&body)),
+        (200, vec!["accepted".to_owned()])
+    );
     let server = json!({"event": "purchase", "event_id": "ord-77",
         "user": {"email": "buyer@example.com", "external_id": "cust-77", "ip": "10.1.2.3"},
         "properties": {"value": "129.90", "currency": "EUR", "order_id": "77", "margin": "40.00"}});
@@ -58,9 +74,15 @@ async fn browser_and_server_copies_merge_with_the_union_of_identifiers() {
     let (_, ledger) = app.admin_get("/v1/ledger/ord-77").await;
     let entry = &ledger["events"][0];
     let event = &entry["event"];
-    assert_eq!(event["value"], "129.90", "server is authoritative for value");
+    assert_eq!(
+        event["value"], "129.90",
+        "server is authoritative for value"
+    );
     assert_eq!(event["properties"]["margin"], "40.00");
-    assert_eq!(event["user"]["ip"], "127.0.0.1", "browser connection IP kept over the backend's");
+    assert_eq!(
+        event["user"]["ip"], "127.0.0.1",
+        "browser connection IP kept over the backend's"
+    );
     assert_eq!(event["user"]["user_agent"], "Mozilla/5.0 (shop)");
     assert_eq!(event["user"]["click_ids"]["gclid"], "G-77");
     assert_eq!(event["user"]["identity"]["external_id"], "cust-77");
@@ -71,8 +93,16 @@ async fn browser_and_server_copies_merge_with_the_union_of_identifiers() {
     assert_eq!(copies[0]["source"], "web");
     assert_eq!(copies[1]["source"], "backend");
     assert_eq!(copies[1]["matched_by"], "event_id");
-    let contributed: Vec<&str> = copies[1]["contributed"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert!(contributed.contains(&"value") && contributed.contains(&"properties.margin"), "{contributed:?}");
+    let contributed: Vec<&str> = copies[1]["contributed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        contributed.contains(&"value") && contributed.contains(&"properties.margin"),
+        "{contributed:?}"
+    );
     assert_eq!(copies[0]["consent"]["ad_storage"], "granted");
     app.stop().await;
 }
@@ -104,7 +134,10 @@ async fn an_order_resent_under_another_event_id_is_a_duplicate_and_ghosts_are_co
     assert_eq!(p["key_collisions"], 1);
     assert_eq!(p["duplicates_by_dedup_key"], 1);
     assert_eq!(p["dedup_rate"], 0.5);
-    assert_eq!(p["by_source_pair"][0], json!({"first": "web", "duplicate": "web", "count": 1}));
+    assert_eq!(
+        p["by_source_pair"][0],
+        json!({"first": "web", "duplicate": "web", "count": 1})
+    );
     app.stop().await;
 }
 
@@ -113,7 +146,11 @@ async fn dedup_windows_follow_the_configured_clock() {
     use std::sync::Arc;
     use tally_core::clock::{Clock, ManualClock};
     let clock = Arc::new(ManualClock::new(tally_core::timestamp::Timestamp::now()));
-    let app = TestApp::start_with("[dedup]\nevent_id_window_secs = 60\ndedup_key_window_secs = 60\n", clock.clone()).await;
+    let app = TestApp::start_with(
+        "[dedup]\nevent_id_window_secs = 60\ndedup_key_window_secs = 60\n",
+        clock.clone(),
+    )
+    .await;
     let event = json!({"event": "purchase", "event_id": "w-1", "properties": {"value": 1, "currency": "EUR", "order_id": "W1"}});
     let (_, body) = app.post("/v1/events", &event).await;
     assert_eq!(statuses(&body), ["accepted"]);
@@ -122,7 +159,11 @@ async fn dedup_windows_follow_the_configured_clock() {
     assert_eq!(statuses(&body), ["duplicate"]);
     clock.advance_ms(2_000);
     let (_, body) = app.post("/v1/events", &event).await;
-    assert_eq!(statuses(&body), ["accepted"], "after the window the same ID counts again");
+    assert_eq!(
+        statuses(&body),
+        ["accepted"],
+        "after the window the same ID counts again"
+    );
     let _ = clock.now();
     app.stop().await;
 }

@@ -19,10 +19,16 @@ async fn a_batch_is_answered_per_event_in_order() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(statuses(&body), ["accepted", "rejected", "duplicate", "accepted"]);
+    assert_eq!(
+        statuses(&body),
+        ["accepted", "rejected", "duplicate", "accepted"]
+    );
     let r = &body["results"];
     assert_eq!(r[1]["code"], "missing_property");
-    assert_eq!(r[1]["message"], "`purchase` requires `currency`, `order_id`");
+    assert_eq!(
+        r[1]["message"],
+        "`purchase` requires `currency`, `order_id`"
+    );
     assert_eq!(r[1]["event_id"], "b-2");
     assert_eq!(r[3]["event_id"], "b-3");
     assert!(r[0].get("code").is_none());
@@ -32,7 +38,9 @@ async fn a_batch_is_answered_per_event_in_order() {
 #[tokio::test]
 async fn an_event_without_an_id_gets_one_generated_and_returned() {
     let app = TestApp::start().await;
-    let (_, body) = app.post("/v1/events", &json!({"event": "add_to_cart"})).await;
+    let (_, body) = app
+        .post("/v1/events", &json!({"event": "add_to_cart"}))
+        .await;
     let id = body["results"][0]["event_id"].as_str().unwrap();
     assert!(id.starts_with("evt_"), "{id}");
     app.stop().await;
@@ -42,12 +50,16 @@ async fn an_event_without_an_id_gets_one_generated_and_returned() {
 async fn gzip_bodies_are_accepted() {
     let app = TestApp::start().await;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(purchase("gz-1", "g1").to_string().as_bytes()).unwrap();
+    gz.write_all(purchase("gz-1", "g1").to_string().as_bytes())
+        .unwrap();
     let (status, body) = app
         .post_raw(
             "/v1/events",
             gz.finish().unwrap(),
-            &[("authorization", &format!("Bearer {SERVER_KEY}")), ("content-encoding", "gzip")],
+            &[
+                ("authorization", &format!("Bearer {SERVER_KEY}")),
+                ("content-encoding", "gzip"),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -71,7 +83,10 @@ async fn the_browser_door_takes_text_plain_with_cors_and_fills_ip_and_user_agent
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "http://localhost:8000");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "http://localhost:8000"
+    );
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(statuses(&body), ["accepted"]);
     let (_, ledger) = app.admin_get("/v1/ledger/web-1").await;
@@ -95,11 +110,23 @@ async fn cors_preflight_is_answered_only_for_allowed_origins() {
     };
     let ok = preflight("http://localhost:8000").await.unwrap();
     assert_eq!(ok.status(), 204);
-    assert_eq!(ok.headers()["access-control-allow-origin"], "http://localhost:8000");
-    assert!(ok.headers().get("access-control-allow-credentials").is_none());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "http://localhost:8000"
+    );
+    assert!(
+        ok.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
     let refused = preflight("https://evil.example").await.unwrap();
     assert_eq!(refused.status(), 403);
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     app.stop().await;
 }
 
@@ -110,7 +137,13 @@ async fn segment_track_page_identify_and_batch_work_with_basic_auth() {
     let track = json!({"event": "Order Completed", "messageId": "seg-1", "userId": "u-1",
         "properties": {"order_id": "S-1", "total": 42.5, "currency": "usd"},
         "context": {"traits": {"email": "seg@example.com"}, "ip": "203.0.113.7"}});
-    let (status, body) = app.post_raw("/v1/track", track.to_string().into_bytes(), &[("authorization", &basic)]).await;
+    let (status, body) = app
+        .post_raw(
+            "/v1/track",
+            track.to_string().into_bytes(),
+            &[("authorization", &basic)],
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(statuses(&body), ["accepted"]);
     let (_, ledger) = app.admin_get("/v1/ledger/seg-1").await;
@@ -122,16 +155,31 @@ async fn segment_track_page_identify_and_batch_work_with_basic_auth() {
     assert!(event["user"]["identity"]["email_sha256"].is_string());
 
     let with_write_key = json!({"writeKey": SERVER_KEY, "name": "Home", "messageId": "seg-2"});
-    let (status, body) = app.post_raw("/v1/page", with_write_key.to_string().into_bytes(), &[]).await;
-    assert_eq!((status, statuses(&body)), (200, vec!["accepted".to_owned()]));
+    let (status, body) = app
+        .post_raw("/v1/page", with_write_key.to_string().into_bytes(), &[])
+        .await;
+    assert_eq!(
+        (status, statuses(&body)),
+        (200, vec!["accepted".to_owned()])
+    );
 
     let batch = json!({"batch": [
         {"type": "identify", "userId": "u-1", "anonymousId": "a-9", "traits": {"email": "seg@example.com"}},
         {"type": "track", "event": "Order Completed", "messageId": "seg-3", "properties": {"order_id": "S-1", "total": 42.5, "currency": "USD"}},
     ]});
-    let (status, body) = app.post_raw("/v1/batch", batch.to_string().into_bytes(), &[("authorization", &basic)]).await;
+    let (status, body) = app
+        .post_raw(
+            "/v1/batch",
+            batch.to_string().into_bytes(),
+            &[("authorization", &basic)],
+        )
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(statuses(&body), ["accepted", "duplicate"], "same order as seg-1");
+    assert_eq!(
+        statuses(&body),
+        ["accepted", "duplicate"],
+        "same order as seg-1"
+    );
     assert_eq!(body["results"][1]["duplicate_of"], "seg-1");
     app.stop().await;
 }
@@ -142,7 +190,11 @@ fn base64_user(user: &str) -> String {
     let input = format!("{user}:");
     let mut out = String::new();
     for chunk in input.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -188,7 +240,11 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 429);
-    let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited");
@@ -202,10 +258,26 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
 async fn healthz_and_metrics_answer() {
     let app = TestApp::start().await;
     app.post("/v1/events", &purchase("m-1", "m1")).await;
-    let health = app.client.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = app.client.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("tally_collector_events_total{door=\"events\",outcome=\"accepted\"} 1"), "{metrics}");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tally_collector_events_total{door=\"events\",outcome=\"accepted\"} 1"),
+        "{metrics}"
+    );
     assert!(!metrics.contains(SERVER_KEY));
     app.stop().await;
 }

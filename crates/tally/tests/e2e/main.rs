@@ -3,15 +3,15 @@
 /// Shared harness: an in-process app on a temp data dir, or the real binary for crash tests.
 mod support;
 
-/// Ingest through every door: results in order, Segment mapping, gzip, CORS, rate limits.
-mod ingest;
-/// The bad-input catalogue: each malformed request's status and code, and no collateral damage.
-mod bad_input;
-/// Dedup and merge over HTTP, including 50 simultaneous copies of one event.
-mod dedup;
 /// Admin API: auth, ledger, quarantine, replay, dedup stats.
 mod admin;
+/// The bad-input catalogue: each malformed request's status and code, and no collateral damage.
+mod bad_input;
 /// The CLI: init, config check, ledger, quarantine, replay.
 mod cli;
 /// kill -9 and restart; graceful shutdown finishing in-flight requests.
 mod crash_recovery;
+/// Dedup and merge over HTTP, including 50 simultaneous copies of one event.
+mod dedup;
+/// Ingest through every door: results in order, Segment mapping, gzip, CORS, rate limits.
+mod ingest;

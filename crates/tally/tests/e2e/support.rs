@@ -38,7 +38,10 @@ pub fn config_with(extra_toml: &str, data_dir: &Path) -> config::Config {
     config::load_from(
         Some(("test.toml", &file)),
         &env,
-        &Overrides { listen: Some("127.0.0.1:0".into()), data_dir: Some(data_dir.to_owned()) },
+        &Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.to_owned()),
+        },
     )
     .unwrap_or_else(|e| panic!("test config: {e}"))
 }
@@ -57,23 +60,40 @@ impl TestApp {
         let config = config_with(extra_toml, dir.path());
         let store = tally::app::open_store(&config).expect("store");
         let app = tally::app::build(&config, store, clock);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(tally::app::serve(app, listener, async {
             let _ = rx.await;
         }));
-        TestApp { url, client: reqwest::Client::new(), dir, shutdown: Some(tx), task: Some(task) }
+        TestApp {
+            url,
+            client: reqwest::Client::new(),
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// POSTs `body` to `path` with a server key; returns status and JSON (or Null).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.post_raw(path, body.to_string().into_bytes(), &[("authorization", &format!("Bearer {SERVER_KEY}"))])
-            .await
+        self.post_raw(
+            path,
+            body.to_string().into_bytes(),
+            &[("authorization", &format!("Bearer {SERVER_KEY}"))],
+        )
+        .await
     }
 
     /// POSTs raw bytes with the given headers.
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let mut req = self.client.post(format!("{}{path}", self.url)).body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -156,8 +176,14 @@ impl Binary {
             .expect("spawn tally");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listen line");
-        let url = line.trim().strip_prefix("tally listening on ").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listen line");
+        let url = line
+            .trim()
+            .strip_prefix("tally listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .to_owned();
         Binary { child, url }
     }
 }
