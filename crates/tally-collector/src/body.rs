@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::api_error::ApiError;
@@ -68,15 +69,23 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The top level of a body: one event, or a batch, plus any key fields.
-pub struct Envelope<'a> {
-    /// The events, each as its raw JSON text (whose length is the event's size).
-    pub events: Vec<&'a RawValue>,
+pub struct Envelope {
+    /// The events, parsed, each with the size of its JSON text.
+    pub events: Vec<RawEvent>,
     /// Whether the body was a `{"batch": ...}`.
     pub is_batch: bool,
     /// `key` (browser door) from the top level.
     pub key: Option<String>,
     /// `writeKey` (Segment) from the top level.
     pub write_key: Option<String>,
+}
+
+/// One event of a body.
+pub struct RawEvent {
+    /// Size of its JSON text in bytes.
+    pub len: usize,
+    /// The parsed JSON.
+    pub value: Value,
 }
 
 #[derive(Deserialize)]
@@ -89,12 +98,13 @@ struct Top<'a> {
     write_key: Option<String>,
 }
 
-/// Splits a body into events.
+/// Splits a body into parsed events. The whole body must be valid JSON: a lone surrogate or
+/// nesting beyond serde_json's limit in any event refuses the request, as invalid JSON should.
 ///
 /// # Errors
 /// `InvalidJson`, `InvalidBody` (not an object, `batch` not an array), `EmptyBatch`,
 /// `BatchTooLarge`.
-pub fn split(bytes: &[u8], max_batch_events: usize) -> Result<Envelope<'_>, ApiError> {
+pub fn split(bytes: &[u8], max_batch_events: usize) -> Result<Envelope, ApiError> {
     let whole: &RawValue =
         serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     if !whole.get().trim_start().starts_with('{') {
@@ -104,29 +114,36 @@ pub fn split(bytes: &[u8], max_batch_events: usize) -> Result<Envelope<'_>, ApiE
     }
     let top: Top<'_> =
         serde_json::from_str(whole.get()).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    match top.batch {
-        Some(events) => {
-            if events.is_empty() {
+    let parse = |raw: &RawValue| -> Result<RawEvent, ApiError> {
+        let value =
+            serde_json::from_str(raw.get()).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        Ok(RawEvent {
+            len: raw.get().len(),
+            value,
+        })
+    };
+    let (events, is_batch) = match top.batch {
+        Some(raw) => {
+            if raw.is_empty() {
                 return Err(ApiError::EmptyBatch);
             }
-            if events.len() > max_batch_events {
+            if raw.len() > max_batch_events {
                 return Err(ApiError::BatchTooLarge {
                     limit: max_batch_events,
-                    got: events.len(),
+                    got: raw.len(),
                 });
             }
-            Ok(Envelope {
-                events,
-                is_batch: true,
-                key: top.key,
-                write_key: top.write_key,
-            })
+            (
+                raw.into_iter().map(parse).collect::<Result<Vec<_>, _>>()?,
+                true,
+            )
         }
-        None => Ok(Envelope {
-            events: vec![whole],
-            is_batch: false,
-            key: top.key,
-            write_key: top.write_key,
-        }),
-    }
+        None => (vec![parse(whole)?], false),
+    };
+    Ok(Envelope {
+        events,
+        is_batch,
+        key: top.key,
+        write_key: top.write_key,
+    })
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tally_core::dedup::{Candidate, MatchedBy};
+
+use crate::body::RawEvent;
 use tally_core::event::SourceKind;
 use tally_core::parse::{
     IDENTIFY_EVENT, ParseContext, ParseLimits, parse_event, scrub_for_quarantine,
@@ -117,7 +118,7 @@ impl Pipeline {
     pub async fn ingest(
         &self,
         sender: &Sender,
-        events: &[&RawValue],
+        events: Vec<RawEvent>,
         format: Format,
         received_at: Timestamp,
     ) -> Result<Vec<EventResult>, StoreError> {
@@ -136,32 +137,21 @@ impl Pipeline {
     fn judge(
         &self,
         sender: &Sender,
-        raw: &RawValue,
+        raw: RawEvent,
         format: Format,
         received_at: Timestamp,
         items: &mut Vec<IngestItem>,
     ) -> Slot {
-        let text = raw.get();
-        let value: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                return Slot::Done(EventResult::rejected(
-                    None,
-                    Rejection::new("invalid_json", e.to_string()),
-                    false,
-                ));
-            }
-        };
+        let RawEvent { len, value } = raw;
         let input_id = value
             .get("event_id")
             .or_else(|| value.get("messageId"))
             .and_then(id_text);
-        if text.len() > self.max_event_bytes {
+        if len > self.max_event_bytes {
             let r = Rejection::new(
                 "event_too_large",
                 format!(
-                    "the event is {} bytes; at most {} are accepted",
-                    text.len(),
+                    "the event is {len} bytes; at most {} are accepted",
                     self.max_event_bytes
                 ),
             );

@@ -139,7 +139,7 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
             properties.insert(k.clone(), v.clone());
         }
     }
-    if depth(&Value::Object(properties.clone())) > ctx.limits.max_property_depth + 1 {
+    if properties.values().map(depth).max().unwrap_or(0) > ctx.limits.max_property_depth {
         return Err(Rejection::new(
             "too_deep",
             format!(

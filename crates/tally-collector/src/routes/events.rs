@@ -98,7 +98,7 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         };
-        run(&state, &sender, &envelope.events, Format::Native, "collect").await
+        run(&state, &sender, envelope.events, Format::Native, "collect").await
     }
     .await;
     respond(&state, "collect", started, result, cors_origin.as_deref())
@@ -201,7 +201,7 @@ async fn segment(State(state): State<CollectorState>, req: Request, format: Form
                 None
             },
         };
-        run(&state, &sender, &envelope.events, format, "segment").await
+        run(&state, &sender, envelope.events, format, "segment").await
     }
     .await;
     respond(&state, "segment", started, result, None)
@@ -228,18 +228,19 @@ async fn ingest(
         client_ip: None,
         user_agent,
     };
-    run(state, &sender, &envelope.events, format, door).await
+    run(state, &sender, envelope.events, format, door).await
 }
 
 async fn run(
     state: &CollectorState,
     sender: &Sender,
-    events: &[&serde_json::value::RawValue],
+    events: Vec<crate::body::RawEvent>,
     format: Format,
     door: &'static str,
 ) -> Result<Vec<EventResult>, ApiError> {
+    let count = events.len();
     let results = state.pipeline.ingest(sender, events, format, state.clock.now()).await.map_err(|e| {
-        tracing::warn!(error = %e, source = %sender.source, events = events.len(), "Store could not commit; answered 503.");
+        tracing::warn!(error = %e, source = %sender.source, events = count, "Store could not commit; answered 503.");
         ApiError::StoreUnavailable
     })?;
     for r in &results {
