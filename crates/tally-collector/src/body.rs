@@ -101,19 +101,44 @@ struct Top<'a> {
 /// Splits a body into parsed events. The whole body must be valid JSON: a lone surrogate or
 /// nesting beyond serde_json's limit in any event refuses the request, as invalid JSON should.
 ///
+/// A single event is parsed once. A batch is skimmed once for its elements, then each element
+/// is parsed once (its text length is its size for `max_event_bytes`).
+///
 /// # Errors
 /// `InvalidJson`, `InvalidBody` (not an object, `batch` not an array), `EmptyBatch`,
 /// `BatchTooLarge`.
 pub fn split(bytes: &[u8], max_batch_events: usize) -> Result<Envelope, ApiError> {
-    let whole: &RawValue =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    if !whole.get().trim_start().starts_with('{') {
-        return Err(ApiError::InvalidBody(
-            "the body must be an event object or {\"batch\": [...]}".into(),
-        ));
+    // Without the text `"batch"` the body cannot be a batch (an escaped key is caught below).
+    if memchr::memmem::find(bytes, b"\"batch\"").is_none() {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        let Value::Object(map) = &value else {
+            return Err(not_an_envelope());
+        };
+        if !map.contains_key("batch") {
+            let key = top_level_string(map, "key")?;
+            let write_key = top_level_string(map, "writeKey")?;
+            return Ok(Envelope {
+                events: vec![RawEvent {
+                    len: bytes.len(),
+                    value,
+                }],
+                is_batch: false,
+                key,
+                write_key,
+            });
+        }
     }
-    let top: Top<'_> =
-        serde_json::from_str(whole.get()).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // Tell invalid JSON from valid JSON of the wrong shape.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        return Err(not_an_envelope());
+    }
+    let top: Top<'_> = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
+        _ => ApiError::InvalidJson(e.to_string()),
+    })?;
     let parse = |raw: &RawValue| -> Result<RawEvent, ApiError> {
         let value =
             serde_json::from_str(raw.get()).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
@@ -122,28 +147,49 @@ pub fn split(bytes: &[u8], max_batch_events: usize) -> Result<Envelope, ApiError
             value,
         })
     };
-    let (events, is_batch) = match top.batch {
-        Some(raw) => {
-            if raw.is_empty() {
-                return Err(ApiError::EmptyBatch);
-            }
-            if raw.len() > max_batch_events {
-                return Err(ApiError::BatchTooLarge {
-                    limit: max_batch_events,
-                    got: raw.len(),
-                });
-            }
-            (
-                raw.into_iter().map(parse).collect::<Result<Vec<_>, _>>()?,
-                true,
-            )
-        }
-        None => (vec![parse(whole)?], false),
+    let Some(raw) = top.batch else {
+        // `"batch"` appeared only inside a value: a single event after all.
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        return Ok(Envelope {
+            events: vec![RawEvent {
+                len: bytes.len(),
+                value,
+            }],
+            is_batch: false,
+            key: top.key,
+            write_key: top.write_key,
+        });
     };
+    if raw.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
+    if raw.len() > max_batch_events {
+        return Err(ApiError::BatchTooLarge {
+            limit: max_batch_events,
+            got: raw.len(),
+        });
+    }
+    let events = raw.into_iter().map(parse).collect::<Result<Vec<_>, _>>()?;
     Ok(Envelope {
         events,
-        is_batch,
+        is_batch: true,
         key: top.key,
         write_key: top.write_key,
     })
+}
+
+fn not_an_envelope() -> ApiError {
+    ApiError::InvalidBody("the body must be an event object or {\"batch\": [...]}".into())
+}
+
+fn top_level_string(
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::InvalidBody(format!("`{key}` must be a string"))),
+    }
 }

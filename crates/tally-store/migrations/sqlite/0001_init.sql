@@ -32,7 +32,6 @@ CREATE TABLE copies (
     consent     TEXT    NOT NULL,
     PRIMARY KEY (event_rowid, seq)
 ) WITHOUT ROWID;
-CREATE INDEX copies_by_received ON copies (received_ms);
 
 -- Event IDs of duplicates matched by business key, so the ledger finds them too.
 CREATE TABLE event_aliases (

@@ -264,20 +264,50 @@ pub(super) fn quarantine(
         .collect()
 }
 
+/// The lowest event row first seen at or after `since`. Row IDs grow with time (one writer),
+/// so a binary search over them replaces an index on time that every insert would pay for.
+fn first_row_since(conn: &Connection, since: Timestamp) -> Result<i64, StoreError> {
+    let bounds: (Option<i64>, Option<i64>) = conn
+        .query_row("SELECT MIN(id), MAX(id) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(unavailable)?;
+    let (Some(mut lo), Some(max)) = bounds else {
+        return Ok(0);
+    };
+    let mut hi = max + 1;
+    let mut stmt = conn
+        .prepare_cached("SELECT first_seen_ms FROM events WHERE id >= ?1 ORDER BY id LIMIT 1")
+        .map_err(unavailable)?;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let seen: i64 = stmt.query_row([mid], |r| r.get(0)).map_err(unavailable)?;
+        if seen >= since.millis() {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
+}
+
 pub(super) fn dedup_stats(
     conn: &Connection,
     since: Timestamp,
 ) -> Result<Vec<EventDedupStats>, StoreError> {
     let mut by_name: std::collections::BTreeMap<String, EventDedupStats> = Default::default();
+    let first_row = first_row_since(conn, since)?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT e.name, COUNT(*), SUM(c.outcome = 'accepted'), SUM(c.matched_by = 'event_id'),
                     SUM(c.matched_by = 'dedup_key'), SUM(c.ghost)
                FROM copies c JOIN events e ON e.id = c.event_rowid
-              WHERE c.received_ms >= ?1 GROUP BY e.name",
+              WHERE c.event_rowid >= ?2 AND c.received_ms >= ?1 GROUP BY e.name",
         )
         .map_err(unavailable)?;
-    let mut rows = stmt.query([since.millis()]).map_err(unavailable)?;
+    let mut rows = stmt
+        .query([since.millis(), first_row])
+        .map_err(unavailable)?;
     while let Some(r) = rows.next().map_err(unavailable)? {
         let name: String = r.get(0).map_err(unavailable)?;
         let get = |i| r.get::<_, i64>(i).map(|v| v as u64).map_err(unavailable);
@@ -300,11 +330,13 @@ pub(super) fn dedup_stats(
                FROM copies c
                JOIN events e ON e.id = c.event_rowid
                JOIN copies f ON f.event_rowid = c.event_rowid AND f.seq = 0
-              WHERE c.seq > 0 AND c.received_ms >= ?1
+              WHERE c.event_rowid >= ?2 AND c.seq > 0 AND c.received_ms >= ?1
               GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         )
         .map_err(unavailable)?;
-    let mut rows = stmt.query([since.millis()]).map_err(unavailable)?;
+    let mut rows = stmt
+        .query([since.millis(), first_row])
+        .map_err(unavailable)?;
     while let Some(r) = rows.next().map_err(unavailable)? {
         let name: String = r.get(0).map_err(unavailable)?;
         let pair = SourcePairStats {

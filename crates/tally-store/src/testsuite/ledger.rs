@@ -135,6 +135,31 @@ pub async fn dedup_stats_count_duplicates_ghosts_collisions_and_source_pairs<S: 
     );
 }
 
+pub async fn dedup_stats_count_only_copies_since_the_given_time<S: TestStore>() {
+    let (store, _guard) = S::for_test().await;
+    let later = tally_core::timestamp::Timestamp::from_millis(NOW.millis() + 60_000);
+    store
+        .ingest(NOW, vec![purchase("old", "1", Browser, NOW)])
+        .await
+        .unwrap();
+    store
+        .ingest(
+            later,
+            vec![
+                purchase("new", "2", Browser, later),
+                purchase("new", "2", Server, later),
+            ],
+        )
+        .await
+        .unwrap();
+    let stats = store.dedup_stats(later).await.unwrap();
+    assert_eq!((stats[0].events, stats[0].copies), (1, 2));
+    let stats = store.dedup_stats(NOW).await.unwrap();
+    assert_eq!((stats[0].events, stats[0].copies), (2, 3));
+    let future = tally_core::timestamp::Timestamp::from_millis(later.millis() + 1);
+    assert!(store.dedup_stats(future).await.unwrap().is_empty());
+}
+
 pub async fn unknown_event_id_has_an_empty_ledger<S: TestStore>() {
     let (store, _guard) = S::for_test().await;
     assert!(store.ledger("nope").await.unwrap().is_empty());

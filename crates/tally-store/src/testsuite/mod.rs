@@ -115,6 +115,7 @@ macro_rules! store_test_suite {
             case!(ledger::browser_and_server_copies_merge_into_one_event_with_every_copy_kept);
             case!(ledger::ledger_finds_an_event_by_a_duplicate_s_own_event_id);
             case!(ledger::dedup_stats_count_duplicates_ghosts_collisions_and_source_pairs);
+            case!(ledger::dedup_stats_count_only_copies_since_the_given_time);
             case!(ledger::unknown_event_id_has_an_empty_ledger);
             case!(quarantine::quarantined_events_are_listed_and_filtered);
             case!(quarantine::a_successful_replay_resolves_the_quarantine_row);
