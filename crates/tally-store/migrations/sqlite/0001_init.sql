@@ -11,13 +11,17 @@ CREATE TABLE events (
     first_seen_ms INTEGER NOT NULL,
     event_time_ms INTEGER NOT NULL,
     has_browser   INTEGER NOT NULL,
+    -- The first copy, which is not repeated in `copies`.
+    source        TEXT    NOT NULL,
+    source_kind   TEXT    NOT NULL,
+    first_consent TEXT    NOT NULL,
     body          TEXT    NOT NULL
 );
 CREATE UNIQUE INDEX events_by_event_id ON events (event_id, name, id_epoch);
 CREATE UNIQUE INDEX events_by_dedup_key ON events (name, dedup_value, key_epoch)
     WHERE dedup_value IS NOT NULL;
 
--- Every copy seen of an event, the first included.
+-- Every later copy of an event (seq from 1; the first copy is described by its events row).
 CREATE TABLE copies (
     event_rowid INTEGER NOT NULL,
     seq         INTEGER NOT NULL,

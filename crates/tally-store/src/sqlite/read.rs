@@ -73,27 +73,60 @@ fn source_kind(table: &'static str, s: &str) -> Result<SourceKind, StoreError> {
 pub(super) fn ledger(conn: &Connection, event_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, dedup_value, first_seen_ms, body FROM events WHERE event_id = ?1
+            "SELECT id, dedup_value, first_seen_ms, body, event_id, source, source_kind, first_consent
+               FROM events WHERE event_id = ?1
              UNION
-             SELECT e.id, e.dedup_value, e.first_seen_ms, e.body
+             SELECT e.id, e.dedup_value, e.first_seen_ms, e.body, e.event_id, e.source, e.source_kind, e.first_consent
                FROM event_aliases a JOIN events e ON e.id = a.event_rowid WHERE a.event_id = ?1
              ORDER BY 3, 1",
         )
         .map_err(unavailable)?;
-    let rows: Vec<(i64, Option<String>, i64, String)> = stmt
+    type Row = (
+        i64,
+        Option<String>,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = stmt
         .query_map([event_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
         })
         .map_err(unavailable)?
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
     let mut entries = Vec::with_capacity(rows.len());
-    for (rowid, dedup_value, first_seen, body) in rows {
+    for (rowid, dedup_value, first_seen, body, first_id, source, kind, consent) in rows {
+        let first = CopyRecord {
+            event_id: first_id,
+            source,
+            source_kind: source_kind("events", &kind)?,
+            received_at: Timestamp::from_millis(first_seen),
+            outcome: "accepted".to_owned(),
+            matched_by: None,
+            contributed: Vec::new(),
+            ghost: false,
+            consent: serde_json::from_str(&consent).map_err(|e| corrupt("events", e))?,
+        };
+        let mut all = vec![first];
+        all.extend(copies(conn, rowid)?);
         entries.push(LedgerEntry {
             event: serde_json::from_str(&body).map_err(|e| corrupt("events", e))?,
             dedup_value,
             first_seen: Timestamp::from_millis(first_seen),
-            copies: copies(conn, rowid)?,
+            copies: all,
         });
     }
     Ok(entries)
@@ -299,59 +332,54 @@ pub(super) fn dedup_stats(
     let first_row = first_row_since(conn, since)?;
     let mut stmt = conn
         .prepare_cached(
-            "SELECT e.name, COUNT(*), SUM(c.outcome = 'accepted'), SUM(c.matched_by = 'event_id'),
-                    SUM(c.matched_by = 'dedup_key'), SUM(c.ghost)
-               FROM copies c JOIN events e ON e.id = c.event_rowid
-              WHERE c.event_rowid >= ?2 AND c.received_ms >= ?1 GROUP BY e.name",
+            "SELECT name, COUNT(*) FROM events WHERE id >= ?1 AND first_seen_ms >= ?2 GROUP BY name",
         )
         .map_err(unavailable)?;
     let mut rows = stmt
-        .query([since.millis(), first_row])
+        .query(params![first_row, since.millis()])
         .map_err(unavailable)?;
     while let Some(r) = rows.next().map_err(unavailable)? {
         let name: String = r.get(0).map_err(unavailable)?;
-        let get = |i| r.get::<_, i64>(i).map(|v| v as u64).map_err(unavailable);
-        by_name.insert(
-            name.clone(),
-            EventDedupStats {
-                event: name,
-                copies: get(1)?,
-                events: get(2)?,
-                duplicates_by_event_id: get(3)?,
-                duplicates_by_dedup_key: get(4)?,
-                ghost_duplicates: get(5)?,
-                ..Default::default()
-            },
-        );
-    }
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT e.name, f.source, c.source, COUNT(*)
-               FROM copies c
-               JOIN events e ON e.id = c.event_rowid
-               JOIN copies f ON f.event_rowid = c.event_rowid AND f.seq = 0
-              WHERE c.event_rowid >= ?2 AND c.seq > 0 AND c.received_ms >= ?1
-              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        )
-        .map_err(unavailable)?;
-    let mut rows = stmt
-        .query([since.millis(), first_row])
-        .map_err(unavailable)?;
-    while let Some(r) = rows.next().map_err(unavailable)? {
-        let name: String = r.get(0).map_err(unavailable)?;
-        let pair = SourcePairStats {
-            first: r.get(1).map_err(unavailable)?,
-            duplicate: r.get(2).map_err(unavailable)?,
-            count: r.get::<_, i64>(3).map_err(unavailable)? as u64,
-        };
-        by_name
+        let n = r.get::<_, i64>(1).map_err(unavailable)? as u64;
+        let s = by_name
             .entry(name.clone())
             .or_insert_with(|| EventDedupStats {
                 event: name,
                 ..Default::default()
-            })
-            .by_source_pair
-            .push(pair);
+            });
+        s.events = n;
+        s.copies += n;
+    }
+    // Later copies are few next to events; their table is scanned rather than indexed by time.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT e.name, e.source, c.source, COUNT(*), SUM(c.matched_by = 'event_id'),
+                    SUM(c.matched_by = 'dedup_key'), SUM(c.ghost)
+               FROM copies c JOIN events e ON e.id = c.event_rowid
+              WHERE c.received_ms >= ?1
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .map_err(unavailable)?;
+    let mut rows = stmt.query([since.millis()]).map_err(unavailable)?;
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let name: String = r.get(0).map_err(unavailable)?;
+        let get = |i| r.get::<_, i64>(i).map(|v| v as u64).map_err(unavailable);
+        let count = get(3)?;
+        let s = by_name
+            .entry(name.clone())
+            .or_insert_with(|| EventDedupStats {
+                event: name,
+                ..Default::default()
+            });
+        s.copies += count;
+        s.duplicates_by_event_id += get(4)?;
+        s.duplicates_by_dedup_key += get(5)?;
+        s.ghost_duplicates += get(6)?;
+        s.by_source_pair.push(SourcePairStats {
+            first: r.get(1).map_err(unavailable)?,
+            duplicate: r.get(2).map_err(unavailable)?,
+            count,
+        });
     }
     let mut stmt = conn
         .prepare_cached(

@@ -215,8 +215,9 @@ fn ingest_event(
             let id_epoch = by_id.map_or(0, |r| r.epoch + 1);
             let key_epoch = by_key.map_or(0, |r| r.epoch + 1);
             tx.prepare_cached(
-                "INSERT INTO events (name, event_id, id_epoch, dedup_value, key_epoch, first_seen_ms, event_time_ms, has_browser, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO events (name, event_id, id_epoch, dedup_value, key_epoch, first_seen_ms, event_time_ms,
+                                     has_browser, source, source_kind, first_consent, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 e.name,
@@ -227,10 +228,11 @@ fn ingest_event(
                 now.millis(),
                 e.timestamp.millis(),
                 e.source_kind == SourceKind::Browser,
+                e.source,
+                e.source_kind.as_str(),
+                serde_json::to_string(&e.consent)?,
                 serde_json::to_string(e)?
             ])?;
-            let rowid = tx.last_insert_rowid();
-            insert_copy(tx, rowid, 0, e, "accepted", None, &[], false)?;
             Ok(IngestOutcome::Accepted)
         }
         Decision::Duplicate { matched_by, ghost } => {
@@ -249,7 +251,7 @@ fn ingest_event(
             }
             let seq: i64 = tx
                 .prepare_cached(
-                    "SELECT COALESCE(MAX(seq), -1) + 1 FROM copies WHERE event_rowid = ?1",
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM copies WHERE event_rowid = ?1",
                 )?
                 .query_row([row.rowid], |r| r.get(0))?;
             insert_copy(
