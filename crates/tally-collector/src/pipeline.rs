@@ -13,7 +13,7 @@ use tally_core::dedup::{Candidate, MatchedBy};
 use crate::body::RawEvent;
 use tally_core::event::SourceKind;
 use tally_core::parse::{
-    IDENTIFY_EVENT, ParseContext, ParseLimits, parse_event, scrub_for_quarantine,
+    IDENTIFY_EVENT, ParseContext, ParseLimits, parse_event, parse_event_owned, scrub_for_quarantine,
 };
 use tally_core::plan::TrackingPlan;
 use tally_core::segment::{self, CallType};
@@ -170,9 +170,9 @@ impl Pipeline {
             received_at,
             limits: &self.limits,
         };
-        let (parsed, warnings) = match parse_event(&value, &ctx) {
+        let (parsed, warnings) = match parse_event_owned(value, &ctx) {
             Ok(p) => (p.event, p.warnings),
-            Err(rejection) => {
+            Err((rejection, value)) => {
                 let (input, identity) = scrub_for_quarantine(&value);
                 let name = value
                     .get("event")

@@ -108,6 +108,89 @@ const MAX_URL_BYTES: usize = 8192;
 /// # Errors
 /// A [`Rejection`] naming the first field that is missing, of the wrong type or out of bounds.
 pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Rejection> {
+    parse_event_owned(value.clone(), ctx).map_err(|(rejection, _)| rejection)
+}
+
+/// [`parse_event`] without copying: takes the object, moves its properties into the event,
+/// and hands the object back untouched with the rejection when it is refused.
+///
+/// # Errors
+/// As [`parse_event`], with the input.
+pub fn parse_event_owned(
+    mut value: Value,
+    ctx: &ParseContext<'_>,
+) -> Result<Parsed, (Rejection, Value)> {
+    let checked = match check(&value, ctx) {
+        Ok(c) => c,
+        Err(rejection) => return Err((rejection, value)),
+    };
+    let Checked {
+        name,
+        event_id,
+        timestamp,
+        value: amount,
+        currency,
+        user,
+        page,
+        consent,
+        test,
+        warnings,
+    } = checked;
+    let obj = value.as_object_mut().expect("checked to be an object");
+    let mut properties = match obj.remove("properties") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    // Unknown top-level fields are the client's own properties (PRODUCT.md §2).
+    for (k, v) in std::mem::take(obj) {
+        if !TOP_LEVEL.contains(&k.as_str()) && !properties.contains_key(&k) {
+            properties.insert(k, v);
+        }
+    }
+    for (key, _) in PII_PROPERTY_KEYS {
+        properties.remove(*key);
+    }
+    if let Some(d) = &amount {
+        properties.insert("value".into(), money::value_to_json(d));
+    }
+    if let Some(c) = &currency {
+        properties.insert("currency".into(), Value::String(c.as_str().to_owned()));
+    }
+    Ok(Parsed {
+        event: Event {
+            name,
+            event_id,
+            timestamp,
+            received_at: ctx.received_at,
+            source: ctx.source.to_owned(),
+            source_kind: ctx.source_kind,
+            user,
+            value: amount,
+            currency,
+            properties,
+            page,
+            consent,
+            test,
+        },
+        warnings,
+    })
+}
+
+/// Everything an event is judged on, read without taking anything out of the input.
+struct Checked {
+    name: String,
+    event_id: String,
+    timestamp: Timestamp,
+    value: Option<Decimal>,
+    currency: Option<Currency>,
+    user: User,
+    page: Option<Page>,
+    consent: Consent,
+    test: bool,
+    warnings: Vec<Warning>,
+}
+
+fn check(value: &Value, ctx: &ParseContext<'_>) -> Result<Checked, Rejection> {
     let obj = value
         .as_object()
         .ok_or_else(|| Rejection::new("not_an_object", "an event must be a JSON object"))?;
@@ -128,18 +211,23 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
     };
     let timestamp = parse_timestamp(obj.get("timestamp"), ctx, &mut warnings)?;
 
-    let mut properties = match obj.get("properties") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+    let empty = Map::new();
+    let properties = match obj.get("properties") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
         Some(_) => return Err(wrong_type("properties", "an object")),
     };
-    // Unknown top-level fields are the client's own properties (PRODUCT.md §2).
-    for (k, v) in obj {
-        if !TOP_LEVEL.contains(&k.as_str()) && !properties.contains_key(k) {
-            properties.insert(k.clone(), v.clone());
-        }
-    }
-    if properties.values().map(depth).max().unwrap_or(0) > ctx.limits.max_property_depth {
+    let extra = || {
+        obj.iter()
+            .filter(|(k, _)| !TOP_LEVEL.contains(&k.as_str()) && !properties.contains_key(*k))
+    };
+    let deepest = properties
+        .values()
+        .chain(extra().map(|(_, v)| v))
+        .map(depth)
+        .max()
+        .unwrap_or(0);
+    if deepest > ctx.limits.max_property_depth {
         return Err(Rejection::new(
             "too_deep",
             format!(
@@ -148,10 +236,15 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
             ),
         ));
     }
+    let property = |key: &str| {
+        properties
+            .get(key)
+            .or_else(|| extra().find(|(k, _)| *k == key).map(|(_, v)| v))
+    };
 
     let mut pii_from_properties = Map::new();
     for (key, target) in PII_PROPERTY_KEYS {
-        if let Some(v) = properties.remove(*key) {
+        if let Some(v) = property(key) {
             warnings.push(Warning::new(
                 format!("properties.{key}"),
                 "pii_moved_to_user",
@@ -159,11 +252,13 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
                     "`properties.{key}` holds contact data; it was hashed into `user.{target}`"
                 ),
             ));
-            pii_from_properties.entry(target.to_string()).or_insert(v);
+            pii_from_properties
+                .entry(target.to_string())
+                .or_insert_with(|| v.clone());
         }
     }
 
-    let (value_amount, currency) = parse_money(&mut properties)?;
+    let (amount, currency) = parse_money(property("value"), property("currency"))?;
     let user = parse_user(obj.get("user"), &pii_from_properties, ctx, &mut warnings)?;
     let page = parse_page(obj.get("page"))?;
     let consent = parse_consent(obj.get("consent"))?;
@@ -172,23 +267,16 @@ pub fn parse_event(value: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, Reje
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(wrong_type("test", "a boolean")),
     };
-
-    Ok(Parsed {
-        event: Event {
-            name,
-            event_id,
-            timestamp,
-            received_at: ctx.received_at,
-            source: ctx.source.to_owned(),
-            source_kind: ctx.source_kind,
-            user,
-            value: value_amount,
-            currency,
-            properties,
-            page,
-            consent,
-            test,
-        },
+    Ok(Checked {
+        name,
+        event_id,
+        timestamp,
+        value: amount,
+        currency,
+        user,
+        page,
+        consent,
+        test,
         warnings,
     })
 }
@@ -336,33 +424,28 @@ fn parse_timestamp(
 }
 
 fn parse_money(
-    props: &mut Map<String, Value>,
+    value: Option<&Value>,
+    currency: Option<&Value>,
 ) -> Result<(Option<Decimal>, Option<Currency>), Rejection> {
-    let value = match props.get("value") {
+    let amount = match value {
         None | Some(Value::Null) => None,
-        Some(v) => {
-            let d = money::parse_value(v).map_err(|e| {
-                let code = match e {
-                    money::MoneyError::OutOfRange => "value_out_of_range",
-                    _ => "invalid_value",
-                };
-                Rejection::new(code, format!("`properties.value`: {e}"))
-            })?;
-            props.insert("value".into(), money::value_to_json(&d));
-            Some(d)
-        }
+        Some(v) => Some(money::parse_value(v).map_err(|e| {
+            let code = match e {
+                money::MoneyError::OutOfRange => "value_out_of_range",
+                _ => "invalid_value",
+            };
+            Rejection::new(code, format!("`properties.value`: {e}"))
+        })?),
     };
-    let currency = match props.get("currency") {
+    let currency = match currency {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let c = Currency::parse(s)
-                .map_err(|e| Rejection::new(e.code(), format!("`properties.currency`: {e}")))?;
-            props.insert("currency".into(), Value::String(c.as_str().to_owned()));
-            Some(c)
-        }
+        Some(Value::String(s)) => Some(
+            Currency::parse(s)
+                .map_err(|e| Rejection::new(e.code(), format!("`properties.currency`: {e}")))?,
+        ),
         Some(_) => return Err(wrong_type("properties.currency", "an ISO 4217 code string")),
     };
-    Ok((value, currency))
+    Ok((amount, currency))
 }
 
 fn parse_user(
