@@ -1,8 +1,12 @@
 //! Assembling a running tally from a validated [`Config`]: the store, the collector state and
 //! the router; and serving it until shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper_util::rt::TokioIo;
+use tower::Service;
 
 use anyhow::{Context, bail};
 use tally_collector::metrics::Metrics;
@@ -68,8 +72,15 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> A
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests and
-/// flushes the store.
+/// How long a client may take to send a request's headers before its connection is closed
+/// (slow-loris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests, closes
+/// idle connections and flushes the store.
+///
+/// The accept loop is ours rather than `axum::serve` so connections are plain HTTP/1.1 (no
+/// protocol sniffing on every connection), get `TCP_NODELAY`, and have a header read timeout.
 ///
 /// # Errors
 /// When serving fails.
@@ -78,13 +89,42 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = app
-        .router
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "Accept failed.");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let router = app.router.clone();
+                let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let mut router = router.clone();
+                    async move { router.call(req.map(axum::body::Body::new)).await }
+                });
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, %peer, "Connection ended with an error.");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
     app.store.close().await;
     Ok(())
 }
