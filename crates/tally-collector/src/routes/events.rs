@@ -11,7 +11,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde_json::json;
 use tally_core::event::SourceKind;
 use tally_core::segment::CallType;
 
@@ -32,7 +31,7 @@ pub async fn server_events(State(state): State<CollectorState>, req: Request) ->
                 "browser keys cannot use /v1/events; use /v1/collect or a server key",
             ));
         }
-        ingest(&state, req, &source, Format::Native, "events", None).await
+        ingest(&state, req, &source, Format::Native, "events").await
     }
     .await;
     respond(&state, "events", started, result, None)
@@ -52,17 +51,13 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
     let result = async {
         body::check_content_type(req.headers())?;
         let query_key = query_param(req.uri().query(), "k");
-        let headers = req.headers().clone();
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        let bytes = body::read(
-            req.into_body(),
-            &headers,
-            state.ingest.max_browser_body_bytes,
-        )
-        .await?;
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
+        let bytes = body::read(body, &headers, state.ingest.max_browser_body_bytes).await?;
         let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
         let key = envelope
             .key
@@ -158,12 +153,13 @@ async fn segment(State(state): State<CollectorState>, req: Request, format: Form
     let basic_key = basic_user(req.headers());
     let result = async {
         body::check_content_type(req.headers())?;
-        let headers = req.headers().clone();
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        let bytes = body::read(req.into_body(), &headers, state.ingest.max_body_bytes).await?;
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
+        let bytes = body::read(body, &headers, state.ingest.max_body_bytes).await?;
         let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
         if format == Format::SegmentBatch && !envelope.is_batch {
             return Err(ApiError::InvalidBody(
@@ -213,11 +209,10 @@ async fn ingest(
     source: &Arc<Source>,
     format: Format,
     door: &'static str,
-    user_agent: Option<String>,
 ) -> Result<Vec<EventResult>, ApiError> {
     body::check_content_type(req.headers())?;
-    let headers = req.headers().clone();
-    let bytes = body::read(req.into_body(), &headers, state.ingest.max_body_bytes).await?;
+    let (parts, body) = req.into_parts();
+    let bytes = body::read(body, &parts.headers, state.ingest.max_body_bytes).await?;
     let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
     source
         .admit(envelope.events.len())
@@ -226,7 +221,7 @@ async fn ingest(
         source: source.name().to_owned(),
         kind: source.kind(),
         client_ip: None,
-        user_agent,
+        user_agent: None,
     };
     run(state, &sender, envelope.events, format, door).await
 }
@@ -271,7 +266,7 @@ fn respond(
     cors_origin: Option<&str>,
 ) -> Response {
     let mut response = match result {
-        Ok(results) => (StatusCode::OK, Json(json!({"results": results}))).into_response(),
+        Ok(results) => (StatusCode::OK, Json(Answer { results })).into_response(),
         Err(e) => e.into_response(),
     };
     if let Some(origin) = cors_origin {
@@ -291,6 +286,12 @@ fn respond(
         .get_or_create(&DoorLabels { door })
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The 200 body: one result per event, in order.
+#[derive(serde::Serialize)]
+struct Answer {
+    results: Vec<EventResult>,
 }
 
 fn add_cors(response: &mut Response, origin: &str) {
