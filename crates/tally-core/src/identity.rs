@@ -23,11 +23,14 @@
 //!   pre-hashed email fills both email forms with the same value;
 //! - [`HashedIdentity::hash`] never fails: a value that cannot be normalised is left out and
 //!   reported as an [`IdentityWarning`]; a value that is empty after trimming counts as absent.
+//!
+//! ASCII input, the usual case, takes fast paths that give exactly what the general Unicode
+//! path gives; the tests hold the implementation from before them as the oracle (`reference`).
 
 use chrono::{Datelike, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
-use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// Inputs longer than this (in bytes, before trimming) are refused without further work, which
 /// bounds the cost of hostile input; every per-field limit below is far under it even after the
@@ -200,27 +203,31 @@ impl HashedIdentity {
         let mut warnings = Vec::new();
         let w = &mut warnings;
         let mut out = HashedIdentity::default();
+        // One buffer for every value that is normalised only to be hashed.
+        let mut scratch = String::new();
+        // The country completes the phone and the zip and is a field itself: look it up once.
+        let country = raw.country.map(country_code);
+        let alpha2 = country.as_ref().and_then(|c| c.as_ref().ok().copied());
 
         if let Some((meta, google)) =
-            present(raw.email).and_then(|v| keep(w, "email", email_hashes(v)))
+            present(raw.email).and_then(|v| keep(w, "email", email_hashes(v, &mut scratch)))
         {
             out.email_sha256 = Some(meta);
             out.email_google_sha256 = Some(google);
         }
         if let Some((digits, e164)) =
-            present(raw.phone).and_then(|v| keep(w, "phone", phone_hashes(v, raw.country)))
+            present(raw.phone).and_then(|v| keep(w, "phone", phone_hashes(v, alpha2, &mut scratch)))
         {
             out.phone_digits_sha256 = Some(digits);
             out.phone_e164_sha256 = Some(e164);
         }
-        let mut hashed = |field, value: Option<&str>, normalize: Normalizer| {
-            present(value).and_then(|v| keep(w, field, hash_with(v, normalize)))
+        let mut hashed = |field, value: Option<&str>, normalize: NormalizeInto| {
+            present(value).and_then(|v| keep(w, field, hash_with(v, normalize, &mut scratch)))
         };
-        out.first_name_sha256 = hashed("first_name", raw.first_name, normalize_name);
-        out.last_name_sha256 = hashed("last_name", raw.last_name, normalize_name);
-        out.date_of_birth_sha256 =
-            hashed("date_of_birth", raw.date_of_birth, normalize_date_of_birth);
-        out.gender_sha256 = hashed("gender", raw.gender, normalize_gender);
+        out.first_name_sha256 = hashed("first_name", raw.first_name, name_into);
+        out.last_name_sha256 = hashed("last_name", raw.last_name, name_into);
+        out.date_of_birth_sha256 = hashed("date_of_birth", raw.date_of_birth, date_of_birth_into);
+        out.gender_sha256 = hashed("gender", raw.gender, gender_into);
 
         let mut plain = |field, value: Option<&str>, normalize: &dyn Fn(&str) -> Normalized| {
             let result = present(value).map(|v| {
@@ -234,8 +241,12 @@ impl HashedIdentity {
         };
         out.city = plain("city", raw.city, &normalize_city);
         out.state = plain("state", raw.state, &normalize_state);
-        out.zip = plain("zip", raw.zip, &|s| normalize_zip(s, raw.country));
-        out.country = plain("country", raw.country, &normalize_country);
+        out.zip = plain("zip", raw.zip, &|s| zip_for(s, alpha2));
+        // `country` is set whenever this closure runs; the fallback only avoids an unwrap.
+        out.country = plain("country", raw.country, &|v| match &country {
+            Some(code) => code.clone().map(str::to_owned),
+            None => normalize_country(v),
+        });
         // An external id may legitimately look like a hash: advertisers often send one.
         out.external_id =
             present(raw.external_id).and_then(|v| keep(w, "external_id", normalize_external_id(v)));
@@ -345,7 +356,11 @@ fn existing_hash(v: &str) -> Option<String> {
 }
 
 type Normalized = Result<String, IdentityError>;
+#[cfg(test)]
 type Normalizer = fn(&str) -> Normalized;
+/// Normalises into the given buffer (replacing its content), so that values normalised only to
+/// be hashed need no allocation of their own.
+type NormalizeInto = fn(&str, &mut String) -> Result<(), IdentityError>;
 
 /// Passes a success through; turns a failure into a warning for `field`.
 fn keep<T>(
@@ -364,32 +379,89 @@ fn keep<T>(
         .ok()
 }
 
-fn email_hashes(v: &str) -> Result<(String, String), IdentityError> {
+fn email_hashes(v: &str, scratch: &mut String) -> Result<(String, String), IdentityError> {
     if let Some(h) = existing_hash(v) {
         return Ok((h.clone(), h));
     }
-    let email = normalize_email(v)?;
-    Ok((sha256_hex(&email), sha256_hex(&gmail_form(&email)?)))
+    email_into(v, scratch)?;
+    let email = scratch.as_str();
+    let meta = sha256_hex(email);
+    // The gmail form hashed piecewise: SHA-256 over the parts equals SHA-256 over their join.
+    let google = match email.split_once('@') {
+        Some((local, domain @ ("gmail.com" | "googlemail.com"))) => {
+            let mut hasher = Sha256::new();
+            let mut empty = true;
+            for part in local.split('.').filter(|p| !p.is_empty()) {
+                hasher.update(part);
+                empty = false;
+            }
+            if empty {
+                return Err(IdentityError::Email("empty local part"));
+            }
+            hasher.update(b"@");
+            hasher.update(domain);
+            hex_lower(&hasher.finalize().into())
+        }
+        _ => meta.clone(),
+    };
+    Ok((meta, google))
 }
 
-fn phone_hashes(v: &str, country: Option<&str>) -> Result<(String, String), IdentityError> {
+fn phone_hashes(
+    v: &str,
+    alpha2: Option<&str>,
+    scratch: &mut String,
+) -> Result<(String, String), IdentityError> {
     if let Some(h) = existing_hash(v) {
         return Ok((h.clone(), h));
     }
-    let forms = normalize_phone(v, country)?;
-    Ok((sha256_hex(&forms.digits), sha256_hex(&forms.e164)))
+    let (code, rest) = phone_digits(v, alpha2, scratch)?;
+    let digits = Sha256::new_with_prefix(code).chain_update(rest);
+    let e164 = Sha256::new_with_prefix("+")
+        .chain_update(code)
+        .chain_update(rest);
+    Ok((
+        hex_lower(&digits.finalize().into()),
+        hex_lower(&e164.finalize().into()),
+    ))
 }
 
-fn hash_with(v: &str, normalize: Normalizer) -> Normalized {
+fn hash_with(v: &str, normalize: NormalizeInto, scratch: &mut String) -> Normalized {
     match existing_hash(v) {
         Some(h) => Ok(h),
-        None => normalize(v).map(|s| sha256_hex(&s)),
+        None => {
+            normalize(v, scratch)?;
+            Ok(sha256_hex(scratch))
+        }
     }
 }
 
 /// SHA-256 of the UTF-8 bytes of `s`, as 64 lowercase hex characters.
 pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
+    hex_lower(&Sha256::digest(s.as_bytes()).into())
+}
+
+/// The two lowercase hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [digits[i >> 4], digits[i & 0x0f]];
+        i += 1;
+    }
+    pairs
+};
+
+/// Lowercase hex of a digest: one table lookup per byte into a stack buffer, one allocation.
+fn hex_lower(digest: &[u8; 32]) -> String {
+    let mut hex = [[0; 2]; 32];
+    for (pair, &b) in hex.iter_mut().zip(digest) {
+        *pair = HEX_PAIRS[usize::from(b)];
+    }
+    std::str::from_utf8(hex.as_flattened())
+        .expect("hex digits are ASCII")
+        .to_owned()
 }
 
 /// True when `s` is exactly 64 hex characters (either case), i.e. looks like a SHA-256 already.
@@ -397,12 +469,31 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+// Every normaliser has two paths. ASCII input, the usual case, is handled on bytes without
+// allocating intermediate strings: for ASCII, NFC is the identity, Unicode lowercasing is ASCII
+// lowercasing, and a character count is a byte count. Anything else takes the general path,
+// which applies the rules literally (trim, NFC, lowercase, NFC, filter, NFC). Both give the same
+// output for every input; the `reference` test module holds the implementation from before the
+// fast paths, and properties in `tests` compare the two.
+
+/// [`prepare`] for ASCII input: length guard and trim, borrowing.
+fn prepare_ascii(s: &str) -> Result<&str, &'static str> {
+    if s.len() > MAX_INPUT_BYTES {
+        return Err("too long");
+    }
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty");
+    }
+    Ok(s)
+}
+
 /// Length guard, trim, NFC. `Err` carries the reason for the caller's error variant.
 fn prepare(s: &str) -> Result<String, &'static str> {
     if s.len() > MAX_INPUT_BYTES {
         return Err("too long");
     }
-    let s: String = s.trim().nfc().collect();
+    let s = nfc(s.trim());
     let s = s.trim();
     if s.is_empty() {
         return Err("empty");
@@ -412,11 +503,20 @@ fn prepare(s: &str) -> Result<String, &'static str> {
 
 /// [`prepare`] then lowercase; NFC again because lowercasing can un-compose.
 fn fold(s: &str) -> Result<String, &'static str> {
-    Ok(prepare(s)?.to_lowercase().nfc().collect())
+    Ok(nfc(&prepare(s)?.to_lowercase()))
+}
+
+/// `s` in NFC. The quick check spares the composition pass for the many strings already in NFC.
+fn nfc(s: &str) -> String {
+    match is_nfc_quick(s.chars()) {
+        IsNormalized::Yes => s.to_owned(),
+        IsNormalized::No | IsNormalized::Maybe => s.nfc().collect(),
+    }
 }
 
 fn too_long(s: &str, max: usize) -> bool {
-    s.chars().nth(max).is_some()
+    // A character takes at least one byte, so the byte length settles most cases.
+    s.len() > max && s.chars().nth(max).is_some()
 }
 
 /// Trims, NFC-normalises and lowercases an email address, then checks it.
@@ -431,11 +531,36 @@ fn too_long(s: &str, max: usize) -> bool {
 /// [`IdentityError::Email`] when the address is empty, too long, has not exactly one `@`, an
 /// empty local part or domain, or a character outside the pattern.
 pub fn normalize_email(s: &str) -> Result<String, IdentityError> {
-    let email = fold(s).map_err(IdentityError::Email)?;
-    if too_long(&email, MAX_EMAIL_CHARS) {
+    let mut email = String::new();
+    email_into(s, &mut email)?;
+    Ok(email)
+}
+
+fn email_into(s: &str, out: &mut String) -> Result<(), IdentityError> {
+    if s.is_ascii() {
+        let trimmed = prepare_ascii(s).map_err(IdentityError::Email)?;
+        out.clear();
+        out.push_str(trimmed);
+        out.make_ascii_lowercase();
+    } else {
+        *out = fold(s).map_err(IdentityError::Email)?;
+    }
+    check_email(out)
+}
+
+/// The checks of [`normalize_email`] on a trimmed, lowercased NFC address. Works on bytes: the
+/// pattern only constrains ASCII characters, and every byte of a non-ASCII character is >= 0x80.
+fn check_email(email: &str) -> Result<(), IdentityError> {
+    if too_long(email, MAX_EMAIL_CHARS) {
         return Err(IdentityError::Email("too long"));
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let space_or_control = if email.is_ascii() {
+        // ASCII whitespace and control characters: 0x00..=0x20 and DEL.
+        email.bytes().any(|b| b <= b' ' || b == 0x7f)
+    } else {
+        email.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if space_or_control {
         return Err(IdentityError::Email(
             "contains whitespace or control characters",
         ));
@@ -449,12 +574,14 @@ pub fn normalize_email(s: &str) -> Result<String, IdentityError> {
     if local.is_empty() {
         return Err(IdentityError::Email("empty local part"));
     }
-    let local_ok = |c: char| !c.is_ascii() || c.is_ascii_alphanumeric() || "_.+-".contains(c);
-    if !local.chars().all(local_ok) {
+    let local_ok = |b: u8| {
+        !b.is_ascii() || b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-')
+    };
+    if !local.bytes().all(local_ok) {
         return Err(IdentityError::Email("character not allowed before @"));
     }
-    let domain_ok = |c: char| !c.is_ascii() || c.is_ascii_alphanumeric() || c == '-' || c == '.';
-    if !domain.chars().all(domain_ok) {
+    let domain_ok = |b: u8| !b.is_ascii() || b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    if !domain.bytes().all(domain_ok) {
         return Err(IdentityError::Email("character not allowed in domain"));
     }
     if !domain.contains('.') {
@@ -463,7 +590,7 @@ pub fn normalize_email(s: &str) -> Result<String, IdentityError> {
     if domain.split('.').any(str::is_empty) {
         return Err(IdentityError::Email("empty domain label"));
     }
-    Ok(email)
+    Ok(())
 }
 
 /// Google's email form: [`normalize_email`], then for `gmail.com` and `googlemail.com`
@@ -617,9 +744,76 @@ const DIALING: [Dialing; 66] = [
 /// [`IdentityError::Phone`] for letters or other symbols, a `+` after the first digit, or fewer
 /// than 7 or more than 15 digits once the country code is included.
 pub fn normalize_phone(s: &str, country: Option<&str>) -> Result<PhoneForms, IdentityError> {
+    let alpha2 = country.and_then(|c| country_code(c).ok());
+    let mut scratch = String::new();
+    let (code, rest) = phone_digits(s, alpha2, &mut scratch)?;
+    let digits = [code, rest].concat();
+    Ok(PhoneForms {
+        e164: ["+", code, rest].concat(),
+        digits,
+    })
+}
+
+/// The digits form of [`normalize_phone`] as a calling code to put in front (empty when the
+/// digits carry it already) and the digits read from `s`, which are kept in `scratch`.
+/// `alpha2` is the country already normalised.
+fn phone_digits<'a>(
+    s: &str,
+    alpha2: Option<&str>,
+    scratch: &'a mut String,
+) -> Result<(&'static str, &'a str), IdentityError> {
+    let plus = if s.is_ascii() {
+        ascii_phone_digits(s, scratch)?
+    } else {
+        unicode_phone_digits(s, scratch)?
+    };
+    let digits: &'a str = scratch;
+    let international = plus || digits.starts_with("00");
+    let dialing = alpha2
+        .and_then(|c| DIALING.binary_search_by(|d| cmp_short(d.alpha2, c)).ok())
+        .map(|i| &DIALING[i]);
+    let (code, rest) = match dialing {
+        Some(d) if !international => with_calling_code(digits, d),
+        _ => ("", digits.trim_start_matches('0')),
+    };
+    if !(7..=15).contains(&(code.len() + rest.len())) {
+        return Err(IdentityError::Phone(
+            "needs 7 to 15 digits including the country code",
+        ));
+    }
+    Ok((code, rest))
+}
+
+/// Reads the digits of an ASCII phone number into `digits`; true when it starts with `+`.
+fn ascii_phone_digits(s: &str, digits: &mut String) -> Result<bool, IdentityError> {
+    let mut rest = prepare_ascii(s).map_err(IdentityError::Phone)?.as_bytes();
+    digits.clear();
+    let mut plus = false;
+    while let Some((&b, tail)) = rest.split_first() {
+        // Like `replace("(0)", "")` before the scan: leftmost, non-overlapping, one pass.
+        if let Some(after) = rest.strip_prefix(b"(0)") {
+            rest = after;
+            continue;
+        }
+        match b {
+            b'0'..=b'9' => digits.push(char::from(b)),
+            b'-' | b'(' | b')' | b'.' | b'/' => {}
+            // `char::is_whitespace` in ASCII, which unlike `u8::is_ascii_whitespace` has VT.
+            b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => {}
+            b'+' if digits.is_empty() && !plus => plus = true,
+            b if b.is_ascii_alphabetic() => return Err(IdentityError::Phone("contains letters")),
+            _ => return Err(IdentityError::Phone("contains symbols")),
+        }
+        rest = tail;
+    }
+    Ok(plus)
+}
+
+/// [`ascii_phone_digits`] for any input.
+fn unicode_phone_digits(s: &str, digits: &mut String) -> Result<bool, IdentityError> {
     let s = prepare(s).map_err(IdentityError::Phone)?;
     let s = s.replace("(0)", "");
-    let mut digits = String::with_capacity(s.len());
+    digits.clear();
     let mut plus = false;
     for c in s.chars() {
         match c {
@@ -631,27 +825,11 @@ pub fn normalize_phone(s: &str, country: Option<&str>) -> Result<PhoneForms, Ide
             _ => return Err(IdentityError::Phone("contains symbols")),
         }
     }
-    let international = plus || digits.starts_with("00");
-    let dialing = country
-        .and_then(|c| normalize_country(c).ok())
-        .and_then(|c| DIALING.binary_search_by(|d| d.alpha2.cmp(c.as_str())).ok())
-        .map(|i| &DIALING[i]);
-    let digits = match dialing {
-        Some(d) if !international => with_calling_code(&digits, d),
-        _ => digits.trim_start_matches('0').to_owned(),
-    };
-    if !(7..=15).contains(&digits.len()) {
-        return Err(IdentityError::Phone(
-            "needs 7 to 15 digits including the country code",
-        ));
-    }
-    Ok(PhoneForms {
-        e164: format!("+{digits}"),
-        digits,
-    })
+    Ok(plus)
 }
 
-fn with_calling_code(digits: &str, d: &Dialing) -> String {
+/// The national `digits` with `d`'s calling code, as the code to put in front and the rest.
+fn with_calling_code<'a>(digits: &'a str, d: &Dialing) -> (&'static str, &'a str) {
     let nsn_ok = |n: &str| (d.nsn.0..=d.nsn.1).contains(&n.len());
     let after_trunk = d
         .trunk
@@ -668,9 +846,9 @@ fn with_calling_code(digits: &str, d: &Dialing) -> String {
         && nsn_ok(nsn)
         && !national
     {
-        return digits.to_owned();
+        return ("", digits);
     }
-    format!("{}{}", d.code, after_trunk.unwrap_or(digits))
+    (d.code, after_trunk.unwrap_or(digits))
 }
 
 /// Typographic punctuation that names pick up from word processors, removed like ASCII
@@ -688,6 +866,43 @@ const UNICODE_PUNCTUATION: &[char] = &[
 ///
 /// [`IdentityError::Name`] when nothing is left or the result exceeds 256 characters.
 pub fn normalize_name(s: &str) -> Result<String, IdentityError> {
+    let mut name = String::new();
+    name_into(s, &mut name)?;
+    Ok(name)
+}
+
+fn name_into(s: &str, out: &mut String) -> Result<(), IdentityError> {
+    if !s.is_ascii() {
+        *out = unicode_name(s)?;
+        return Ok(());
+    }
+    let trimmed = prepare_ascii(s).map_err(IdentityError::Name)?;
+    out.clear();
+    // In ASCII only letters, digits and the space survive the filter (tab and the other
+    // whitespace characters are control characters); spaces separate words.
+    let mut space = false;
+    for b in trimmed.bytes() {
+        if b.is_ascii_alphanumeric() {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(char::from(b.to_ascii_lowercase()));
+        } else if b == b' ' {
+            space = true;
+        }
+    }
+    if out.is_empty() {
+        return Err(IdentityError::Name("no letters"));
+    }
+    if out.len() > MAX_TEXT_CHARS {
+        return Err(IdentityError::Name("too long"));
+    }
+    Ok(())
+}
+
+/// [`normalize_name`] for any input.
+fn unicode_name(s: &str) -> Result<String, IdentityError> {
     let folded = fold(s).map_err(IdentityError::Name)?;
     let kept: String = folded
         .chars()
@@ -695,12 +910,7 @@ pub fn normalize_name(s: &str) -> Result<String, IdentityError> {
             !c.is_ascii_punctuation() && !c.is_control() && !UNICODE_PUNCTUATION.contains(&c)
         })
         .collect();
-    let name: String = kept
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .nfc()
-        .collect();
+    let name = nfc(&kept.split_whitespace().collect::<Vec<_>>().join(" "));
     if name.is_empty() {
         return Err(IdentityError::Name("no letters"));
     }
@@ -713,12 +923,20 @@ pub fn normalize_name(s: &str) -> Result<String, IdentityError> {
 /// Letters (and combining marks) only, lowercase, NFC: Meta's "no punctuation, special
 /// characters or spaces" form (`New York` becomes `newyork`).
 fn letters_only(s: &str) -> Result<String, &'static str> {
-    let folded = fold(s)?;
-    let kept: String = folded
-        .chars()
-        .filter(|&c| c.is_alphabetic() || is_combining_mark(c))
-        .nfc()
-        .collect();
+    let kept = if s.is_ascii() {
+        let trimmed = prepare_ascii(s)?;
+        let mut kept = String::with_capacity(trimmed.len());
+        let letters = trimmed.bytes().filter(u8::is_ascii_alphabetic);
+        kept.extend(letters.map(|b| char::from(b.to_ascii_lowercase())));
+        kept
+    } else {
+        let folded = fold(s)?;
+        let letters = folded
+            .chars()
+            .filter(|&c| c.is_alphabetic() || is_combining_mark(c));
+        // NFC again: dropping a character can bring two combining marks together out of order.
+        nfc(&letters.collect::<String>())
+    };
     if kept.is_empty() {
         return Err("no letters");
     }
@@ -782,22 +1000,42 @@ pub fn normalize_state(s: &str) -> Result<String, IdentityError> {
 /// [`IdentityError::Zip`] when nothing is left, the result exceeds 16 characters, or a US code
 /// does not start with five digits.
 pub fn normalize_zip(s: &str, country: Option<&str>) -> Result<String, IdentityError> {
-    let folded = fold(s).map_err(IdentityError::Zip)?;
-    let head = folded.split('-').next().unwrap_or_default();
-    // NFC again: dropping a character can bring two combining marks together out of order.
-    let zip: String = head.chars().filter(|c| c.is_alphanumeric()).nfc().collect();
+    zip_for(s, country.and_then(|c| country_code(c).ok()))
+}
+
+/// [`normalize_zip`] with the country already normalised.
+fn zip_for(s: &str, alpha2: Option<&str>) -> Result<String, IdentityError> {
+    let mut zip = if s.is_ascii() {
+        let trimmed = prepare_ascii(s).map_err(IdentityError::Zip)?;
+        let head = trimmed.split('-').next().unwrap_or_default();
+        let mut zip = String::with_capacity(head.len());
+        let kept = head.bytes().filter(u8::is_ascii_alphanumeric);
+        zip.extend(kept.map(|b| char::from(b.to_ascii_lowercase())));
+        zip
+    } else {
+        let folded = fold(s).map_err(IdentityError::Zip)?;
+        let head = folded.split('-').next().unwrap_or_default();
+        // NFC again: dropping a character can bring two combining marks together out of order.
+        nfc(&head
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>())
+    };
     if zip.is_empty() {
         return Err(IdentityError::Zip(
             "no letters or digits before the first '-'",
         ));
     }
-    let country = country.and_then(|c| normalize_country(c).ok());
     let five_digits = zip.len() >= 5 && zip.bytes().take(5).all(|b| b.is_ascii_digit());
-    match country.as_deref() {
-        Some("us") if five_digits => return Ok(zip[..5].to_owned()),
+    match alpha2 {
+        Some("us") if five_digits => {
+            zip.truncate(5);
+            return Ok(zip);
+        }
         Some("us") => return Err(IdentityError::Zip("a US zip code starts with five digits")),
         None if zip.len() == 9 && zip.bytes().all(|b| b.is_ascii_digit()) => {
-            return Ok(zip[..5].to_owned());
+            zip.truncate(5);
+            return Ok(zip);
         }
         _ => {}
     }
@@ -876,16 +1114,56 @@ const COUNTRY_ALIASES: [(&str, &str); 156] = [
 /// [`IdentityError::Country`] when the letters are neither an ISO 3166-1 alpha-2 code nor a
 /// known alias.
 pub fn normalize_country(s: &str) -> Result<String, IdentityError> {
-    let compact = letters_only(s).map_err(IdentityError::Country)?;
-    if ISO_COUNTRIES.binary_search(&compact.as_str()).is_ok() {
-        return Ok(compact);
+    country_code(s).map(str::to_owned)
+}
+
+/// Longer than every ISO code and alias, in bytes.
+const MAX_COUNTRY_KEY: usize = 24;
+
+/// [`normalize_country`], borrowing the code from the tables.
+fn country_code(s: &str) -> Result<&'static str, IdentityError> {
+    let unknown = IdentityError::Country("not an ISO 3166-1 code or known country name");
+    let owned;
+    let mut buffer = [0u8; MAX_COUNTRY_KEY];
+    let key: &[u8] = if s.is_ascii() {
+        // `letters_only` on the stack.
+        let trimmed = prepare_ascii(s).map_err(IdentityError::Country)?;
+        let mut len = 0;
+        for b in trimmed.bytes().filter(u8::is_ascii_alphabetic) {
+            if let Some(slot) = buffer.get_mut(len) {
+                *slot = b.to_ascii_lowercase();
+            }
+            len += 1;
+        }
+        if len == 0 {
+            return Err(IdentityError::Country("no letters"));
+        }
+        if len > MAX_TEXT_CHARS {
+            return Err(IdentityError::Country("too long"));
+        }
+        match buffer.get(..len) {
+            Some(key) => key,
+            None => return Err(unknown),
+        }
+    } else {
+        owned = letters_only(s).map_err(IdentityError::Country)?;
+        owned.as_bytes()
+    };
+    let codes: &'static [&'static str] = &ISO_COUNTRIES;
+    if let Ok(i) = codes.binary_search_by(|code| cmp_short(code.as_bytes(), key)) {
+        return Ok(codes[i]);
     }
-    match COUNTRY_ALIASES.iter().find(|(alias, _)| *alias == compact) {
-        Some((_, code)) => Ok((*code).to_owned()),
-        None => Err(IdentityError::Country(
-            "not an ISO 3166-1 code or known country name",
-        )),
-    }
+    COUNTRY_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.as_bytes() == key)
+        .map(|&(_, code)| code)
+        .ok_or(unknown)
+}
+
+/// Byte order of two short strings, compared inline: `Ord` calls `memcmp`, which costs more than
+/// the comparison itself at two or three bytes.
+fn cmp_short<T: AsRef<[u8]> + ?Sized>(a: &T, b: &T) -> std::cmp::Ordering {
+    a.as_ref().iter().cmp(b.as_ref())
 }
 
 /// Normalises a date of birth to `YYYYMMDD`. Accepted: `YYYYMMDD`, `YYYY-MM-DD`, `YYYY/MM/DD`
@@ -897,19 +1175,36 @@ pub fn normalize_country(s: &str) -> Result<String, IdentityError> {
 /// [`IdentityError::DateOfBirth`] for other formats, dates that do not exist, years before 1900,
 /// and dates after today.
 pub fn normalize_date_of_birth(s: &str) -> Result<String, IdentityError> {
-    let s = prepare(s).map_err(IdentityError::DateOfBirth)?;
+    let mut date = String::new();
+    date_of_birth_into(s, &mut date)?;
+    Ok(date)
+}
+
+fn date_of_birth_into(s: &str, out: &mut String) -> Result<(), IdentityError> {
+    let owned;
+    let s = if s.is_ascii() {
+        prepare_ascii(s).map_err(IdentityError::DateOfBirth)?
+    } else {
+        owned = prepare(s).map_err(IdentityError::DateOfBirth)?;
+        owned.as_str()
+    };
     let unsupported = IdentityError::DateOfBirth("use YYYY-MM-DD, YYYYMMDD or MM/DD/YYYY");
     let (y, m, d) = if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
         (&s[..4], &s[4..6], &s[6..])
     } else {
         let sep = if s.contains('/') { '/' } else { '-' };
-        let parts: Vec<&str> = s.split(sep).collect();
-        let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-        if parts.len() != 3 || !parts.iter().all(numeric) {
+        let mut parts = s.split(sep);
+        let (Some(a), Some(b), Some(c), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(unsupported);
+        };
+        let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if !(numeric(a) && numeric(b) && numeric(c)) {
             return Err(unsupported);
         }
         let short = |p: &str| p.len() <= 2;
-        match (parts[0], parts[1], parts[2]) {
+        match (a, b, c) {
             (y, m, d) if y.len() == 4 && short(m) && short(d) => (y, m, d),
             (m, d, y) if sep == '/' && y.len() == 4 && short(m) && short(d) => (y, m, d),
             _ => return Err(unsupported),
@@ -925,12 +1220,30 @@ pub fn normalize_date_of_birth(s: &str) -> Result<String, IdentityError> {
     if date > Utc::now().date_naive() {
         return Err(IdentityError::DateOfBirth("in the future"));
     }
-    Ok(format!(
-        "{:04}{:02}{:02}",
-        date.year(),
-        date.month(),
-        date.day()
-    ))
+    out.clear();
+    push_zero_padded(out, date.year().unsigned_abs(), 4);
+    push_zero_padded(out, date.month(), 2);
+    push_zero_padded(out, date.day(), 2);
+    Ok(())
+}
+
+/// Appends `n` in decimal, left-padded with zeros to `width` digits (`{n:0width$}`).
+fn push_zero_padded(out: &mut String, n: u32, width: usize) {
+    let mut digits = [0u8; 10];
+    let mut rest = n;
+    let mut len = 0;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        len += 1;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in len..width {
+        out.push('0');
+    }
+    out.extend(digits[digits.len() - len..].iter().map(|&b| char::from(b)));
 }
 
 /// Normalises gender to Meta's lowercase initial: `f`, `female`, `w`, `woman` become `f`;
@@ -940,11 +1253,34 @@ pub fn normalize_date_of_birth(s: &str) -> Result<String, IdentityError> {
 ///
 /// [`IdentityError::Gender`] for any other value; tally does not guess.
 pub fn normalize_gender(s: &str) -> Result<String, IdentityError> {
-    let folded = fold(s).map_err(|_| IdentityError::Gender)?;
-    match folded.as_str() {
-        "f" | "female" | "w" | "woman" => Ok("f".to_owned()),
-        "m" | "male" | "man" => Ok("m".to_owned()),
-        _ => Err(IdentityError::Gender),
+    gender_code(s).map(str::to_owned)
+}
+
+fn gender_into(s: &str, out: &mut String) -> Result<(), IdentityError> {
+    let code = gender_code(s)?;
+    out.clear();
+    out.push_str(code);
+    Ok(())
+}
+
+fn gender_code(s: &str) -> Result<&'static str, IdentityError> {
+    const FEMALE: [&str; 4] = ["f", "female", "w", "woman"];
+    const MALE: [&str; 3] = ["m", "male", "man"];
+    let folded;
+    let word = if s.is_ascii() {
+        prepare_ascii(s).map_err(|_| IdentityError::Gender)?
+    } else {
+        folded = fold(s).map_err(|_| IdentityError::Gender)?;
+        folded.as_str()
+    };
+    // Every byte of a non-ASCII character is >= 0x80, so ignoring ASCII case compares a
+    // lowercased word exactly.
+    if FEMALE.iter().any(|w| word.eq_ignore_ascii_case(w)) {
+        Ok("f")
+    } else if MALE.iter().any(|w| word.eq_ignore_ascii_case(w)) {
+        Ok("m")
+    } else {
+        Err(IdentityError::Gender)
     }
 }
 
@@ -955,11 +1291,413 @@ pub fn normalize_gender(s: &str) -> Result<String, IdentityError> {
 ///
 /// [`IdentityError::ExternalId`] when empty or longer than 256 characters.
 pub fn normalize_external_id(s: &str) -> Result<String, IdentityError> {
-    let id = prepare(s).map_err(IdentityError::ExternalId)?;
+    let id = if s.is_ascii() {
+        prepare_ascii(s)
+            .map_err(IdentityError::ExternalId)?
+            .to_owned()
+    } else {
+        prepare(s).map_err(IdentityError::ExternalId)?
+    };
     if too_long(&id, MAX_EXTERNAL_ID_CHARS) {
         return Err(IdentityError::ExternalId("too long"));
     }
     Ok(id)
+}
+
+/// The implementation from before the ASCII fast paths, kept verbatim and test-only as the
+/// oracle of the equivalence tests and properties in `tests`. Do not optimise or otherwise
+/// change it: the fast paths must keep giving exactly what it gives.
+#[cfg(test)]
+mod reference {
+    use chrono::{Datelike, NaiveDate, Utc};
+    use sha2::{Digest, Sha256};
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+
+    use super::{
+        COUNTRY_ALIASES, DIALING, Dialing, HashedIdentity, ISO_COUNTRIES, IdentityError,
+        IdentityWarning, MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_INPUT_BYTES, MAX_TEXT_CHARS,
+        MAX_ZIP_CHARS, PhoneForms, RawIdentity, UNICODE_PUNCTUATION, US_STATES, is_sha256_hex,
+    };
+
+    type Normalized = Result<String, IdentityError>;
+    type Normalizer = fn(&str) -> Normalized;
+
+    pub(super) fn hash(raw: &RawIdentity) -> (HashedIdentity, Vec<IdentityWarning>) {
+        let mut warnings = Vec::new();
+        let w = &mut warnings;
+        let mut out = HashedIdentity::default();
+
+        if let Some((meta, google)) =
+            present(raw.email).and_then(|v| keep(w, "email", email_hashes(v)))
+        {
+            out.email_sha256 = Some(meta);
+            out.email_google_sha256 = Some(google);
+        }
+        if let Some((digits, e164)) =
+            present(raw.phone).and_then(|v| keep(w, "phone", phone_hashes(v, raw.country)))
+        {
+            out.phone_digits_sha256 = Some(digits);
+            out.phone_e164_sha256 = Some(e164);
+        }
+        let mut hashed = |field, value: Option<&str>, normalize: Normalizer| {
+            present(value).and_then(|v| keep(w, field, hash_with(v, normalize)))
+        };
+        out.first_name_sha256 = hashed("first_name", raw.first_name, normalize_name);
+        out.last_name_sha256 = hashed("last_name", raw.last_name, normalize_name);
+        out.date_of_birth_sha256 =
+            hashed("date_of_birth", raw.date_of_birth, normalize_date_of_birth);
+        out.gender_sha256 = hashed("gender", raw.gender, normalize_gender);
+
+        let mut plain = |field, value: Option<&str>, normalize: &dyn Fn(&str) -> Normalized| {
+            let result = present(value).map(|v| {
+                if is_sha256_hex(v.trim()) {
+                    Err(IdentityError::UnexpectedHash(field))
+                } else {
+                    normalize(v)
+                }
+            });
+            result.and_then(|r| keep(w, field, r))
+        };
+        out.city = plain("city", raw.city, &normalize_city);
+        out.state = plain("state", raw.state, &normalize_state);
+        out.zip = plain("zip", raw.zip, &|s| normalize_zip(s, raw.country));
+        out.country = plain("country", raw.country, &normalize_country);
+        // An external id may legitimately look like a hash: advertisers often send one.
+        out.external_id =
+            present(raw.external_id).and_then(|v| keep(w, "external_id", normalize_external_id(v)));
+        (out, warnings)
+    }
+
+    fn present(v: Option<&str>) -> Option<&str> {
+        v.filter(|s| !s.trim().is_empty())
+    }
+
+    fn existing_hash(v: &str) -> Option<String> {
+        let v = v.trim();
+        is_sha256_hex(v).then(|| v.to_ascii_lowercase())
+    }
+
+    fn keep<T>(
+        warnings: &mut Vec<IdentityWarning>,
+        field: &'static str,
+        result: Result<T, IdentityError>,
+    ) -> Option<T> {
+        result
+            .map_err(|err| {
+                warnings.push(IdentityWarning {
+                    field,
+                    code: err.code(),
+                    message: err.to_string(),
+                });
+            })
+            .ok()
+    }
+
+    fn email_hashes(v: &str) -> Result<(String, String), IdentityError> {
+        if let Some(h) = existing_hash(v) {
+            return Ok((h.clone(), h));
+        }
+        let email = normalize_email(v)?;
+        Ok((sha256_hex(&email), sha256_hex(&gmail_form(&email)?)))
+    }
+
+    fn phone_hashes(v: &str, country: Option<&str>) -> Result<(String, String), IdentityError> {
+        if let Some(h) = existing_hash(v) {
+            return Ok((h.clone(), h));
+        }
+        let forms = normalize_phone(v, country)?;
+        Ok((sha256_hex(&forms.digits), sha256_hex(&forms.e164)))
+    }
+
+    fn hash_with(v: &str, normalize: Normalizer) -> Normalized {
+        match existing_hash(v) {
+            Some(h) => Ok(h),
+            None => normalize(v).map(|s| sha256_hex(&s)),
+        }
+    }
+
+    pub(super) fn sha256_hex(s: &str) -> String {
+        hex::encode(Sha256::digest(s.as_bytes()))
+    }
+
+    fn prepare(s: &str) -> Result<String, &'static str> {
+        if s.len() > MAX_INPUT_BYTES {
+            return Err("too long");
+        }
+        let s: String = s.trim().nfc().collect();
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty");
+        }
+        Ok(s.to_owned())
+    }
+
+    fn fold(s: &str) -> Result<String, &'static str> {
+        Ok(prepare(s)?.to_lowercase().nfc().collect())
+    }
+
+    fn too_long(s: &str, max: usize) -> bool {
+        s.chars().nth(max).is_some()
+    }
+
+    pub(super) fn normalize_email(s: &str) -> Result<String, IdentityError> {
+        let email = fold(s).map_err(IdentityError::Email)?;
+        if too_long(&email, MAX_EMAIL_CHARS) {
+            return Err(IdentityError::Email("too long"));
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(IdentityError::Email(
+                "contains whitespace or control characters",
+            ));
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err(IdentityError::Email("no @"));
+        };
+        if domain.contains('@') {
+            return Err(IdentityError::Email("more than one @"));
+        }
+        if local.is_empty() {
+            return Err(IdentityError::Email("empty local part"));
+        }
+        let local_ok = |c: char| !c.is_ascii() || c.is_ascii_alphanumeric() || "_.+-".contains(c);
+        if !local.chars().all(local_ok) {
+            return Err(IdentityError::Email("character not allowed before @"));
+        }
+        let domain_ok =
+            |c: char| !c.is_ascii() || c.is_ascii_alphanumeric() || c == '-' || c == '.';
+        if !domain.chars().all(domain_ok) {
+            return Err(IdentityError::Email("character not allowed in domain"));
+        }
+        if !domain.contains('.') {
+            return Err(IdentityError::Email("domain has no dot"));
+        }
+        if domain.split('.').any(str::is_empty) {
+            return Err(IdentityError::Email("empty domain label"));
+        }
+        Ok(email)
+    }
+
+    pub(super) fn normalize_email_google(s: &str) -> Result<String, IdentityError> {
+        gmail_form(&normalize_email(s)?)
+    }
+
+    fn gmail_form(email: &str) -> Result<String, IdentityError> {
+        match email.split_once('@') {
+            Some((local, domain @ ("gmail.com" | "googlemail.com"))) => {
+                let local = local.replace('.', "");
+                if local.is_empty() {
+                    return Err(IdentityError::Email("empty local part"));
+                }
+                Ok(format!("{local}@{domain}"))
+            }
+            _ => Ok(email.to_owned()),
+        }
+    }
+
+    pub(super) fn normalize_phone(
+        s: &str,
+        country: Option<&str>,
+    ) -> Result<PhoneForms, IdentityError> {
+        let s = prepare(s).map_err(IdentityError::Phone)?;
+        let s = s.replace("(0)", "");
+        let mut digits = String::with_capacity(s.len());
+        let mut plus = false;
+        for c in s.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                '-' | '(' | ')' | '.' | '/' => {}
+                c if c.is_whitespace() => {}
+                '+' if digits.is_empty() && !plus => plus = true,
+                c if c.is_alphabetic() => return Err(IdentityError::Phone("contains letters")),
+                _ => return Err(IdentityError::Phone("contains symbols")),
+            }
+        }
+        let international = plus || digits.starts_with("00");
+        let dialing = country
+            .and_then(|c| normalize_country(c).ok())
+            .and_then(|c| DIALING.binary_search_by(|d| d.alpha2.cmp(c.as_str())).ok())
+            .map(|i| &DIALING[i]);
+        let digits = match dialing {
+            Some(d) if !international => with_calling_code(&digits, d),
+            _ => digits.trim_start_matches('0').to_owned(),
+        };
+        if !(7..=15).contains(&digits.len()) {
+            return Err(IdentityError::Phone(
+                "needs 7 to 15 digits including the country code",
+            ));
+        }
+        Ok(PhoneForms {
+            e164: format!("+{digits}"),
+            digits,
+        })
+    }
+
+    fn with_calling_code(digits: &str, d: &Dialing) -> String {
+        let nsn_ok = |n: &str| (d.nsn.0..=d.nsn.1).contains(&n.len());
+        let after_trunk = d
+            .trunk
+            .iter()
+            .find_map(|t| digits.strip_prefix(t).filter(|n| nsn_ok(n)));
+        // Where a trunk prefix is customary, a national number without it is unusual, so digits
+        // that start with the calling code are read as an international number missing its `+`.
+        let national = if d.trunk.is_empty() {
+            nsn_ok(digits)
+        } else {
+            after_trunk.is_some()
+        };
+        if let Some(nsn) = digits.strip_prefix(d.code)
+            && nsn_ok(nsn)
+            && !national
+        {
+            return digits.to_owned();
+        }
+        format!("{}{}", d.code, after_trunk.unwrap_or(digits))
+    }
+
+    pub(super) fn normalize_name(s: &str) -> Result<String, IdentityError> {
+        let folded = fold(s).map_err(IdentityError::Name)?;
+        let kept: String = folded
+            .chars()
+            .filter(|&c| {
+                !c.is_ascii_punctuation() && !c.is_control() && !UNICODE_PUNCTUATION.contains(&c)
+            })
+            .collect();
+        let name: String = kept
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .nfc()
+            .collect();
+        if name.is_empty() {
+            return Err(IdentityError::Name("no letters"));
+        }
+        if too_long(&name, MAX_TEXT_CHARS) {
+            return Err(IdentityError::Name("too long"));
+        }
+        Ok(name)
+    }
+
+    fn letters_only(s: &str) -> Result<String, &'static str> {
+        let folded = fold(s)?;
+        let kept: String = folded
+            .chars()
+            .filter(|&c| c.is_alphabetic() || is_combining_mark(c))
+            .nfc()
+            .collect();
+        if kept.is_empty() {
+            return Err("no letters");
+        }
+        if too_long(&kept, MAX_TEXT_CHARS) {
+            return Err("too long");
+        }
+        Ok(kept)
+    }
+
+    pub(super) fn normalize_city(s: &str) -> Result<String, IdentityError> {
+        letters_only(s).map_err(IdentityError::City)
+    }
+
+    pub(super) fn normalize_state(s: &str) -> Result<String, IdentityError> {
+        let compact = letters_only(s).map_err(IdentityError::State)?;
+        Ok(match US_STATES.iter().find(|(name, _)| *name == compact) {
+            Some((_, code)) => (*code).to_owned(),
+            None => compact,
+        })
+    }
+
+    pub(super) fn normalize_zip(s: &str, country: Option<&str>) -> Result<String, IdentityError> {
+        let folded = fold(s).map_err(IdentityError::Zip)?;
+        let head = folded.split('-').next().unwrap_or_default();
+        // NFC again: dropping a character can bring two combining marks together out of order.
+        let zip: String = head.chars().filter(|c| c.is_alphanumeric()).nfc().collect();
+        if zip.is_empty() {
+            return Err(IdentityError::Zip(
+                "no letters or digits before the first '-'",
+            ));
+        }
+        let country = country.and_then(|c| normalize_country(c).ok());
+        let five_digits = zip.len() >= 5 && zip.bytes().take(5).all(|b| b.is_ascii_digit());
+        match country.as_deref() {
+            Some("us") if five_digits => return Ok(zip[..5].to_owned()),
+            Some("us") => return Err(IdentityError::Zip("a US zip code starts with five digits")),
+            None if zip.len() == 9 && zip.bytes().all(|b| b.is_ascii_digit()) => {
+                return Ok(zip[..5].to_owned());
+            }
+            _ => {}
+        }
+        if too_long(&zip, MAX_ZIP_CHARS) {
+            return Err(IdentityError::Zip("too long"));
+        }
+        Ok(zip)
+    }
+
+    pub(super) fn normalize_country(s: &str) -> Result<String, IdentityError> {
+        let compact = letters_only(s).map_err(IdentityError::Country)?;
+        if ISO_COUNTRIES.binary_search(&compact.as_str()).is_ok() {
+            return Ok(compact);
+        }
+        match COUNTRY_ALIASES.iter().find(|(alias, _)| *alias == compact) {
+            Some((_, code)) => Ok((*code).to_owned()),
+            None => Err(IdentityError::Country(
+                "not an ISO 3166-1 code or known country name",
+            )),
+        }
+    }
+
+    pub(super) fn normalize_date_of_birth(s: &str) -> Result<String, IdentityError> {
+        let s = prepare(s).map_err(IdentityError::DateOfBirth)?;
+        let unsupported = IdentityError::DateOfBirth("use YYYY-MM-DD, YYYYMMDD or MM/DD/YYYY");
+        let (y, m, d) = if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+            (&s[..4], &s[4..6], &s[6..])
+        } else {
+            let sep = if s.contains('/') { '/' } else { '-' };
+            let parts: Vec<&str> = s.split(sep).collect();
+            let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+            if parts.len() != 3 || !parts.iter().all(numeric) {
+                return Err(unsupported);
+            }
+            let short = |p: &str| p.len() <= 2;
+            match (parts[0], parts[1], parts[2]) {
+                (y, m, d) if y.len() == 4 && short(m) && short(d) => (y, m, d),
+                (m, d, y) if sep == '/' && y.len() == 4 && short(m) && short(d) => (y, m, d),
+                _ => return Err(unsupported),
+            }
+        };
+        let number = |p: &str| p.parse::<u32>().unwrap_or(0);
+        let year = i32::try_from(number(y)).unwrap_or(0);
+        let date = NaiveDate::from_ymd_opt(year, number(m), number(d))
+            .ok_or(IdentityError::DateOfBirth("not a real calendar date"))?;
+        if year < 1900 {
+            return Err(IdentityError::DateOfBirth("year before 1900"));
+        }
+        if date > Utc::now().date_naive() {
+            return Err(IdentityError::DateOfBirth("in the future"));
+        }
+        Ok(format!(
+            "{:04}{:02}{:02}",
+            date.year(),
+            date.month(),
+            date.day()
+        ))
+    }
+
+    pub(super) fn normalize_gender(s: &str) -> Result<String, IdentityError> {
+        let folded = fold(s).map_err(|_| IdentityError::Gender)?;
+        match folded.as_str() {
+            "f" | "female" | "w" | "woman" => Ok("f".to_owned()),
+            "m" | "male" | "man" => Ok("m".to_owned()),
+            _ => Err(IdentityError::Gender),
+        }
+    }
+
+    pub(super) fn normalize_external_id(s: &str) -> Result<String, IdentityError> {
+        let id = prepare(s).map_err(IdentityError::ExternalId)?;
+        if too_long(&id, MAX_EXTERNAL_ID_CHARS) {
+            return Err(IdentityError::ExternalId("too long"));
+        }
+        Ok(id)
+    }
 }
 
 #[cfg(test)]
@@ -1637,6 +2375,294 @@ mod tests {
                     prop_assert!(is_sha256_hex(v) && v.bytes().all(|b| !b.is_ascii_uppercase()), "{}", name);
                 }
             }
+        }
+    }
+
+    /// Pieces that sit on the edges between the ASCII fast paths and the general path: ASCII
+    /// controls and whitespace (VT is whitespace for `char`, not for `u8`), the phone's `(0)`,
+    /// gmail, the lookup tables, combining marks in and out of order, full-width digits, Turkish
+    /// dotted and dotless i, German sharp s, case mappings that leave or enter ASCII (Kelvin
+    /// sign), Unicode spaces (one with a singleton decomposition), and hash-like values.
+    const EDGE_PIECES: &[&str] = &[
+        "a",
+        "Z",
+        "0",
+        "9",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\u{b}",
+        "\u{c}",
+        "\r",
+        "\u{0}",
+        "\u{1c}",
+        "\u{1f}",
+        "\u{7f}",
+        ".",
+        "-",
+        "+",
+        "(",
+        ")",
+        "/",
+        "@",
+        "_",
+        "'",
+        ",",
+        "#",
+        "(0)",
+        "((0)0)",
+        "00",
+        "+1",
+        "+44 (0)",
+        "650",
+        "555-1212",
+        "Jane",
+        "DOE",
+        "O'Brien",
+        "@gmail.com",
+        "@googlemail.com",
+        "@Example.COM",
+        "j.o.h.n",
+        "...",
+        "US",
+        "us",
+        "U.S.",
+        "USA",
+        "United States",
+        "Germany",
+        "DE",
+        "uk",
+        "fj",
+        "xx",
+        "New York",
+        "California",
+        "female",
+        "WOMAN",
+        "Male",
+        "m",
+        "f",
+        "w",
+        "1997",
+        "02",
+        "16",
+        "1997-02-16",
+        "2/16/1997",
+        "19970216",
+        "2099-01-01",
+        "94043",
+        "-1351",
+        "M1 1AE",
+        "vale\u{301}ry",
+        "Val\u{e9}ry",
+        "\u{301}",
+        "\u{327}\u{301}",
+        "\u{301}\u{327}",
+        "e\u{301}\u{327}",
+        "\u{ff11}\u{ff12}",
+        "\u{ff16}\u{ff15}\u{ff10}",
+        "\u{130}",
+        "\u{131}",
+        "I\u{307}",
+        "\u{df}",
+        "\u{1e9e}",
+        "\u{212a}",
+        "\u{212b}",
+        "A\u{30a}",
+        "\u{3a3}",
+        "\u{345}",
+        "\u{1c5}",
+        "\u{a0}",
+        "\u{85}",
+        "\u{2028}",
+        "\u{3000}",
+        "\u{2001}",
+        "\u{2019}",
+        "\u{2013}",
+        "\u{b7}",
+        "\u{ab}",
+        "\u{d55c}",
+        "\u{1100}\u{1161}\u{11a8}",
+        "\u{f900}",
+        "\u{200b}",
+        "\u{feff}",
+        "\u{1f600}",
+        "Espa\u{f1}a",
+        "\u{d6}sterreich",
+        "T\u{fc}rkiye",
+        "M\u{c9}XICO",
+        "M\u{fc}nchen",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ABCDEF",
+        // Whitespace inside a value, where trimming does not reach it.
+        "650\u{b}555 1212",
+        "Jean\tPaul",
+        "a\u{85}b",
+        "x\u{a0}y",
+        "a\u{b}b@x.io",
+    ];
+
+    fn edge_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(EDGE_PIECES), 0..8).prop_map(|p| p.concat())
+    }
+
+    /// Mostly ASCII, like real traffic, but every path gets its share.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => inputs(),
+            3 => "[\\x00-\\x7f]{0,24}",
+            3 => edge_text(),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn field_country() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![countries(), prop::option::of(field())]
+    }
+
+    /// Every public normaliser against its reference, for one input and country.
+    fn assert_normalisers_match_reference(s: &str, c: Option<&str>) {
+        use super::reference as r;
+        assert_eq!(sha256_hex(s), r::sha256_hex(s), "sha256_hex {s:?}");
+        assert_eq!(normalize_email(s), r::normalize_email(s), "email {s:?}");
+        let google = normalize_email_google(s);
+        assert_eq!(google, r::normalize_email_google(s), "email_google {s:?}");
+        assert_eq!(
+            normalize_phone(s, c),
+            r::normalize_phone(s, c),
+            "phone {s:?} {c:?}"
+        );
+        assert_eq!(normalize_name(s), r::normalize_name(s), "name {s:?}");
+        assert_eq!(normalize_city(s), r::normalize_city(s), "city {s:?}");
+        assert_eq!(normalize_state(s), r::normalize_state(s), "state {s:?}");
+        assert_eq!(
+            normalize_zip(s, c),
+            r::normalize_zip(s, c),
+            "zip {s:?} {c:?}"
+        );
+        assert_eq!(
+            normalize_country(s),
+            r::normalize_country(s),
+            "country {s:?}"
+        );
+        let dob = normalize_date_of_birth(s);
+        assert_eq!(dob, r::normalize_date_of_birth(s), "date_of_birth {s:?}");
+        assert_eq!(normalize_gender(s), r::normalize_gender(s), "gender {s:?}");
+        let id = normalize_external_id(s);
+        assert_eq!(id, r::normalize_external_id(s), "external_id {s:?}");
+    }
+
+    fn same_in_every_field<'a>(s: &'a str, country: Option<&'a str>) -> RawIdentity<'a> {
+        RawIdentity {
+            email: Some(s),
+            phone: Some(s),
+            first_name: Some(s),
+            last_name: Some(s),
+            city: Some(s),
+            state: Some(s),
+            zip: Some(s),
+            country,
+            date_of_birth: Some(s),
+            gender: Some(s),
+            external_id: Some(s),
+        }
+    }
+
+    #[test]
+    fn edge_pieces_and_their_pairs_normalise_as_the_reference_does() {
+        let countries = [
+            None,
+            Some("us"),
+            Some("DE"),
+            Some("gb"),
+            Some("it"),
+            Some("fj"),
+        ];
+        for a in EDGE_PIECES {
+            for b in EDGE_PIECES {
+                let s = format!("{a}{b}");
+                assert_normalisers_match_reference(&s, None);
+            }
+            for c in countries {
+                assert_normalisers_match_reference(a, c);
+                let raw = same_in_every_field(a, c);
+                assert_eq!(
+                    HashedIdentity::hash(&raw),
+                    reference::hash(&raw),
+                    "{a:?} {c:?}"
+                );
+            }
+            assert_normalisers_match_reference("US", Some(a));
+        }
+    }
+
+    #[test]
+    fn lengths_at_the_limits_normalise_as_the_reference_does() {
+        for unit in ["a", "\u{e9}", "e\u{301}", "1", " ", "a.", "\u{d55c}"] {
+            for n in [
+                15, 16, 17, 63, 64, 65, 240, 253, 254, 255, 256, 257, 258, 1365, 2048, 4097,
+            ] {
+                let body = unit.repeat(n);
+                for s in [
+                    body.clone(),
+                    format!("{body}@example.com"),
+                    format!("x@{body}.com"),
+                    format!(" {body} "),
+                    format!("+{body}"),
+                ] {
+                    assert_normalisers_match_reference(&s, None);
+                    assert_normalisers_match_reference(&s, Some("us"));
+                    let raw = same_in_every_field(&s, Some("us"));
+                    assert_eq!(HashedIdentity::hash(&raw), reference::hash(&raw), "{s:?}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn hash_equals_the_reference_for_arbitrary_fields(
+            email in prop::option::of(field()),
+            phone in prop::option::of(field()),
+            first_name in prop::option::of(field()),
+            last_name in prop::option::of(field()),
+            city in prop::option::of(field()),
+            state in prop::option::of(field()),
+            zip in prop::option::of(field()),
+            country in field_country(),
+            date_of_birth in prop::option::of(field()),
+            gender in prop::option::of(field()),
+            external_id in prop::option::of(field()),
+        ) {
+            let raw = RawIdentity {
+                email: email.as_deref(),
+                phone: phone.as_deref(),
+                first_name: first_name.as_deref(),
+                last_name: last_name.as_deref(),
+                city: city.as_deref(),
+                state: state.as_deref(),
+                zip: zip.as_deref(),
+                country: country.as_deref(),
+                date_of_birth: date_of_birth.as_deref(),
+                gender: gender.as_deref(),
+                external_id: external_id.as_deref(),
+            };
+            prop_assert_eq!(HashedIdentity::hash(&raw), reference::hash(&raw));
+        }
+
+        #[test]
+        fn hash_equals_the_reference_with_one_value_in_every_field(
+            s in field(),
+            country in field_country(),
+        ) {
+            let raw = same_in_every_field(&s, country.as_deref());
+            prop_assert_eq!(HashedIdentity::hash(&raw), reference::hash(&raw));
+        }
+
+        #[test]
+        fn every_normaliser_equals_its_reference(s in field(), country in field_country()) {
+            assert_normalisers_match_reference(&s, country.as_deref());
         }
     }
 }
