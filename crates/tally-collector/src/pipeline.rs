@@ -207,10 +207,7 @@ impl Pipeline {
         }
         match self.plan_candidate(parsed) {
             Ok(candidate) => {
-                items.push(IngestItem::Event {
-                    candidate,
-                    replay_of: None,
-                });
+                items.push(IngestItem::event(candidate, None));
                 Slot::Stored {
                     item: items.len() - 1,
                     event_id,
@@ -319,10 +316,7 @@ impl Pipeline {
             self.plan_candidate(e).map_err(|refused| refused.1)
         });
         match candidate {
-            Ok(candidate) => IngestItem::Event {
-                candidate,
-                replay_of: Some(row.id),
-            },
+            Ok(candidate) => IngestItem::event(candidate, Some(row.id)),
             Err(rejection) => IngestItem::Requarantine {
                 id: row.id,
                 rejection,

@@ -30,15 +30,15 @@ fn candidate(plan: &TrackingPlan, id: u64, now: Timestamp) -> IngestItem {
         "consent": {"ad_storage": "granted", "ad_user_data": "granted"}});
     let mut event = parse_event(&v, &ctx).unwrap().event;
     let d = plan.check(&mut event).unwrap();
-    IngestItem::Event {
-        candidate: Candidate {
+    IngestItem::event(
+        Candidate {
             event,
             dedup_value: d.dedup_value,
             event_id_window_ms: d.event_id_window_ms,
             dedup_key_window_ms: d.dedup_key_window_ms,
         },
-        replay_of: None,
-    }
+        None,
+    )
 }
 
 fn bench(c: &mut Criterion) {

@@ -19,6 +19,8 @@ pub enum IngestItem {
         candidate: Candidate,
         /// The quarantine row this is a replay of; resolved in the same transaction on success.
         replay_of: Option<i64>,
+        /// The event's storage encoding, made by the caller so the single writer does not.
+        encoded: String,
     },
     /// A refused event to keep in quarantine.
     Quarantine(NewQuarantine),
@@ -31,6 +33,19 @@ pub enum IngestItem {
     },
     /// An `identify` call linking an anonymous visitor to a user.
     Identify(IdentityLink),
+}
+
+impl IngestItem {
+    /// An event item, encoded for storage.
+    pub fn event(candidate: Candidate, replay_of: Option<i64>) -> IngestItem {
+        let encoded = serde_json::to_string(&candidate.event)
+            .expect("an Event has only string map keys, so it always serialises");
+        IngestItem::Event {
+            candidate,
+            replay_of,
+            encoded,
+        }
+    }
 }
 
 /// The answer for one [`IngestItem`], in the same position.

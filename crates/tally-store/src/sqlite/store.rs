@@ -157,7 +157,8 @@ impl Store for SqliteStore {
             Ok(Err(_)) => return Err(StoreError::Closed),
             Ok(Ok(())) => {}
         }
-        answer.await.map_err(|_| StoreError::Closed)?
+        let (outcomes, _items) = answer.await.map_err(|_| StoreError::Closed)??;
+        Ok(outcomes)
     }
 
     async fn ledger(&self, event_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {

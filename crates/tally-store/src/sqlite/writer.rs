@@ -18,7 +18,9 @@ use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
 pub(super) struct WriteRequest {
     pub now: Timestamp,
     pub items: Vec<IngestItem>,
-    pub reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
+    /// Answered with the outcomes and the items themselves, so the caller's thread (not the
+    /// writer) pays for freeing them.
+    pub reply: oneshot::Sender<Result<(Vec<IngestOutcome>, Vec<IngestItem>), StoreError>>,
 }
 
 /// What the writer receives.
@@ -77,7 +79,7 @@ pub(super) fn run(
             Ok(outcomes) => {
                 health.healthy.store(true, Ordering::Relaxed);
                 for (req, out) in group.drain(..).zip(outcomes) {
-                    let _ = req.reply.send(Ok(out));
+                    let _ = req.reply.send(Ok((out, req.items)));
                 }
             }
             Err(e) => {
@@ -135,8 +137,9 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
         IngestItem::Event {
             candidate,
             replay_of,
+            encoded,
         } => {
-            let outcome = ingest_event(tx, now, candidate, *replay_of)?;
+            let outcome = ingest_event(tx, now, candidate, encoded, *replay_of)?;
             if let (Some(id), IngestOutcome::Accepted | IngestOutcome::Duplicate { .. }) =
                 (replay_of, &outcome)
             {
@@ -175,6 +178,7 @@ fn ingest_event(
     tx: &Connection,
     now: Timestamp,
     c: &Candidate,
+    encoded: &str,
     replay_of: Option<i64>,
 ) -> Result<IngestOutcome, TxError> {
     let e = &c.event;
@@ -231,7 +235,7 @@ fn ingest_event(
                 e.source,
                 e.source_kind.as_str(),
                 serde_json::to_string(&e.consent)?,
-                serde_json::to_string(e)?
+                encoded
             ])?;
             Ok(IngestOutcome::Accepted)
         }

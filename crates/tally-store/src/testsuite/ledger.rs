@@ -23,24 +23,12 @@ pub async fn browser_and_server_copies_merge_into_one_event_with_every_copy_kept
         NOW,
     );
     let out = store
-        .ingest(
-            NOW,
-            vec![IngestItem::Event {
-                candidate: browser,
-                replay_of: None,
-            }],
-        )
+        .ingest(NOW, vec![IngestItem::event(browser, None)])
         .await
         .unwrap();
     assert_eq!(out, [IngestOutcome::Accepted]);
     let out = store
-        .ingest(
-            NOW,
-            vec![IngestItem::Event {
-                candidate: server,
-                replay_of: None,
-            }],
-        )
+        .ingest(NOW, vec![IngestItem::event(server, None)])
         .await
         .unwrap();
     assert!(matches!(

@@ -77,16 +77,16 @@ pub fn candidate(v: Value, kind: SourceKind, at: Timestamp) -> Candidate {
 
 /// A purchase with `event_id` and `order_id`.
 pub fn purchase(event_id: &str, order_id: &str, kind: SourceKind, at: Timestamp) -> IngestItem {
-    IngestItem::Event {
-        candidate: candidate(
+    IngestItem::event(
+        candidate(
             serde_json::json!({"event": "purchase", "event_id": event_id,
                 "timestamp": at.millis() - 1000,
                 "properties": {"value": 10, "currency": "EUR", "order_id": order_id}}),
             kind,
             at,
         ),
-        replay_of: None,
-    }
+        None,
+    )
 }
 
 /// Stamps out the whole suite for one backend type implementing [`TestStore`].

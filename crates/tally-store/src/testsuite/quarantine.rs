@@ -85,13 +85,7 @@ pub async fn a_successful_replay_resolves_the_quarantine_row<S: TestStore>() {
         NOW,
     );
     let out = store
-        .ingest(
-            NOW,
-            vec![IngestItem::Event {
-                candidate: fixed,
-                replay_of: Some(quarantine_id),
-            }],
-        )
+        .ingest(NOW, vec![IngestItem::event(fixed, Some(quarantine_id))])
         .await
         .unwrap();
     assert_eq!(out, [IngestOutcome::Accepted]);
