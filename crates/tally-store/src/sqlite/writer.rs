@@ -14,13 +14,16 @@ use tokio::sync::{mpsc, oneshot};
 use crate::StoreError;
 use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
 
+/// A committed request: its outcomes, and its items handed back.
+pub(super) type Committed = (Vec<IngestOutcome>, Vec<IngestItem>);
+
 /// A request for the writer.
 pub(super) struct WriteRequest {
     pub now: Timestamp,
     pub items: Vec<IngestItem>,
     /// Answered with the outcomes and the items themselves, so the caller's thread (not the
     /// writer) pays for freeing them.
-    pub reply: oneshot::Sender<Result<(Vec<IngestOutcome>, Vec<IngestItem>), StoreError>>,
+    pub reply: oneshot::Sender<Result<Committed, StoreError>>,
 }
 
 /// What the writer receives.
