@@ -29,7 +29,8 @@ pub struct SqliteConfig {
     pub queue_capacity: usize,
     /// How long a request waits for a place in the queue.
     pub enqueue_timeout: Duration,
-    /// How often the checkpointer moves the WAL into the database file.
+    /// How often the background checkpointer moves the WAL into the database file; the writer
+    /// also checkpoints in its idle moments, so this is the backstop for sustained load.
     pub checkpoint_interval: Duration,
 }
 
@@ -41,7 +42,7 @@ impl SqliteConfig {
             max_group_items: 8192,
             queue_capacity: 4096,
             enqueue_timeout: Duration::from_secs(5),
-            checkpoint_interval: Duration::from_millis(500),
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }

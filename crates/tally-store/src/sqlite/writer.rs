@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tally_core::dedup::{self, Candidate, Decision, Found};
@@ -13,6 +14,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
+
+/// Least time between two checkpoints the writer runs in its idle moments.
+const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Group commits slower than this are logged at debug level.
+const SLOW_COMMIT: Duration = Duration::from_millis(5);
 
 /// A committed request: its outcomes, and its items handed back.
 pub(super) type Committed = (Vec<IngestOutcome>, Vec<IngestItem>);
@@ -53,9 +60,27 @@ pub(super) fn run(
 ) {
     let mut group: Vec<WriteRequest> = Vec::new();
     let mut shutting_down = false;
+    let mut last_checkpoint = Instant::now();
+    let mut wal_dirty = false;
     while !shutting_down {
-        let Some(first) = rx.blocking_recv() else {
-            break;
+        let first = match rx.try_recv() {
+            Ok(message) => message,
+            Err(_) => {
+                // Idle: move the WAL into the database now, so the copying and its sync do not
+                // land in the middle of a busy stretch and stall commits behind them.
+                if wal_dirty && last_checkpoint.elapsed() >= IDLE_CHECKPOINT_EVERY {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry.");
+                    }
+                    last_checkpoint = Instant::now();
+                    wal_dirty = false;
+                }
+                match rx.blocking_recv() {
+                    Some(message) => message,
+                    None => break,
+                }
+            }
         };
         let mut count = 0;
         match first {
@@ -80,6 +105,7 @@ pub(super) fn run(
         }
         match commit_group(&mut conn, &group) {
             Ok(outcomes) => {
+                wal_dirty = true;
                 health.healthy.store(true, Ordering::Relaxed);
                 for (req, out) in group.drain(..).zip(outcomes) {
                     let _ = req.reply.send(Ok((out, req.items)));
@@ -104,16 +130,30 @@ fn commit_group(
     conn: &mut Connection,
     group: &[WriteRequest],
 ) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
+    let started = Instant::now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut all = Vec::with_capacity(group.len());
+    let mut items = 0;
     for req in group {
         let mut outcomes = Vec::with_capacity(req.items.len());
         for item in &req.items {
             outcomes.push(apply(&tx, req.now, item)?);
         }
+        items += req.items.len();
         all.push(outcomes);
     }
+    let applied = started.elapsed();
     tx.commit()?;
+    let total = started.elapsed();
+    if total > SLOW_COMMIT {
+        tracing::debug!(
+            requests = group.len(),
+            items,
+            apply_ms = applied.as_secs_f64() * 1e3,
+            commit_ms = (total - applied).as_secs_f64() * 1e3,
+            "Slow group commit."
+        );
+    }
     Ok(all)
 }
 
