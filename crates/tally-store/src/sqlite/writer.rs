@@ -16,7 +16,7 @@ use crate::StoreError;
 use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
 
 /// Least time between two checkpoints the writer runs in its idle moments.
-const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
 /// Group commits slower than this are logged at debug level.
 const SLOW_COMMIT: Duration = Duration::from_millis(5);
