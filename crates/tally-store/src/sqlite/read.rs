@@ -135,73 +135,32 @@ pub(super) fn ledger(conn: &Connection, event_id: &str) -> Result<Vec<LedgerEntr
 fn copies(conn: &Connection, rowid: i64) -> Result<Vec<CopyRecord>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT event_id, source, source_kind, received_ms, outcome, matched_by, contributed, ghost, consent
+            "SELECT event_id, source, source_kind, received_ms, matched_by, contributed, ghost, consent
                FROM copies WHERE event_rowid = ?1 ORDER BY seq",
         )
         .map_err(unavailable)?;
-    type Row = (
-        String,
-        String,
-        String,
-        i64,
-        String,
-        Option<String>,
-        String,
-        bool,
-        String,
-    );
-    let rows: Vec<Row> = stmt
-        .query_map([rowid], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-            ))
-        })
-        .map_err(unavailable)?
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)?;
-    rows.into_iter()
-        .map(
-            |(
-                event_id,
-                source,
-                kind,
-                received,
-                outcome,
-                matched_by,
-                contributed,
-                ghost,
-                consent,
-            )| {
-                Ok(CopyRecord {
-                    event_id,
-                    source,
-                    source_kind: source_kind("copies", &kind)?,
-                    received_at: Timestamp::from_millis(received),
-                    outcome,
-                    matched_by: match matched_by.as_deref() {
-                        None => None,
-                        Some("event_id") => Some(MatchedBy::EventId),
-                        Some("dedup_key") => Some(MatchedBy::DedupKey),
-                        Some(other) => {
-                            return Err(corrupt("copies", format!("unknown matched_by `{other}`")));
-                        }
-                    },
-                    contributed: serde_json::from_str(&contributed)
-                        .map_err(|e| corrupt("copies", e))?,
-                    ghost,
-                    consent: serde_json::from_str(&consent).map_err(|e| corrupt("copies", e))?,
-                })
-            },
-        )
-        .collect()
+    let mut rows = stmt.query([rowid]).map_err(unavailable)?;
+    let mut copies = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let text = |i| r.get::<_, String>(i).map_err(unavailable);
+        let matched_by = match text(4)?.as_str() {
+            "event_id" => MatchedBy::EventId,
+            "dedup_key" => MatchedBy::DedupKey,
+            other => return Err(corrupt("copies", format!("unknown matched_by `{other}`"))),
+        };
+        copies.push(CopyRecord {
+            event_id: text(0)?,
+            source: text(1)?,
+            source_kind: source_kind("copies", &text(2)?)?,
+            received_at: Timestamp::from_millis(r.get(3).map_err(unavailable)?),
+            outcome: "duplicate".to_owned(),
+            matched_by: Some(matched_by),
+            contributed: serde_json::from_str(&text(5)?).map_err(|e| corrupt("copies", e))?,
+            ghost: r.get(6).map_err(unavailable)?,
+            consent: serde_json::from_str(&text(7)?).map_err(|e| corrupt("copies", e))?,
+        });
+    }
+    Ok(copies)
 }
 
 pub(super) fn quarantine(

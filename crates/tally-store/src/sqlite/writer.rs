@@ -301,16 +301,7 @@ fn ingest_event(
                     "SELECT COALESCE(MAX(seq), 0) + 1 FROM copies WHERE event_rowid = ?1",
                 )?
                 .query_row([row.rowid], |r| r.get(0))?;
-            insert_copy(
-                tx,
-                row.rowid,
-                seq,
-                e,
-                "duplicate",
-                Some(matched_by),
-                &contributed,
-                ghost,
-            )?;
+            insert_duplicate_copy(tx, row.rowid, seq, e, matched_by, &contributed, ghost)?;
             if e.event_id != merged.event_id {
                 tx.prepare_cached("INSERT OR IGNORE INTO event_aliases (event_id, name, event_rowid) VALUES (?1, ?2, ?3)")?
                     .execute(params![e.event_id, e.name, row.rowid])?;
@@ -381,24 +372,22 @@ fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn insert_copy(
+fn insert_duplicate_copy(
     tx: &Connection,
     rowid: i64,
     seq: i64,
     e: &Event,
-    outcome: &str,
-    matched_by: Option<dedup::MatchedBy>,
+    matched_by: dedup::MatchedBy,
     contributed: &[String],
     ghost: bool,
 ) -> Result<(), TxError> {
-    let matched_by = matched_by.map(|m| match m {
+    let matched_by = match matched_by {
         dedup::MatchedBy::EventId => "event_id",
         dedup::MatchedBy::DedupKey => "dedup_key",
-    });
+    };
     tx.prepare_cached(
-        "INSERT INTO copies (event_rowid, seq, event_id, source, source_kind, received_ms, outcome, matched_by, contributed, ghost, consent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO copies (event_rowid, seq, event_id, source, source_kind, received_ms, matched_by, contributed, ghost, consent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         rowid,
@@ -407,7 +396,6 @@ fn insert_copy(
         e.source,
         e.source_kind.as_str(),
         e.received_at.millis(),
-        outcome,
         matched_by,
         serde_json::to_string(contributed)?,
         ghost,
