@@ -848,4 +848,63 @@ mod tests {
             parse(original).unwrap().event.user.identity
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                "[a-zA-Z0-9@.+ _-]{0,12}".prop_map(Value::String),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("event".to_owned()),
+                            Just("event_id".to_owned()),
+                            Just("timestamp".to_owned()),
+                            Just("user".to_owned()),
+                            Just("properties".to_owned()),
+                            Just("consent".to_owned()),
+                            Just("page".to_owned()),
+                            Just("email".to_owned()),
+                            Just("phone".to_owned()),
+                            Just("value".to_owned()),
+                            Just("currency".to_owned()),
+                            Just("click_ids".to_owned()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner,
+                        0..6,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn parsing_any_json_never_panics_and_never_keeps_a_raw_email(v in json_value(), local in "[a-z]{3,8}") {
+                let email = format!("{local}.canary@example.com");
+                let mut v = v;
+                if let Value::Object(m) = &mut v {
+                    m.insert("user".into(), json!({"email": email.clone()}));
+                    m.entry("event").or_insert_with(|| json!("purchase"));
+                }
+                let limits = ParseLimits::default();
+                if let Ok(p) = parse_event(&v, &ctx(&limits)) {
+                    let stored = serde_json::to_string(&p.event).unwrap();
+                    prop_assert!(!stored.contains(&email));
+                }
+                let (scrubbed, _) = scrub_for_quarantine(&v);
+                prop_assert!(!scrubbed.to_string().contains(&email));
+            }
+        }
+    }
 }
