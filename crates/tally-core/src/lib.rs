@@ -18,6 +18,7 @@ pub mod money;
 pub mod parse;
 pub mod plan;
 pub mod rejection;
+pub mod retry;
 pub mod secret;
 pub mod segment;
 pub mod timestamp;
