@@ -283,6 +283,9 @@ impl Pipeline {
                         summary.still_quarantined += 1;
                         summary.still_failing_ids.push(row.id);
                     }
+                    IngestOutcome::Claimed(_) | IngestOutcome::Settled { .. } => {
+                        unreachable!("replay sends no outbox items")
+                    }
                 }
             }
         }
@@ -380,6 +383,9 @@ fn finish(slot: Slot, outcomes: &[IngestOutcome]) -> EventResult {
             quarantined: true,
             ..base
         },
+        IngestOutcome::Claimed(_) | IngestOutcome::Settled { .. } => {
+            unreachable!("the pipeline sends no outbox items")
+        }
     }
 }
 

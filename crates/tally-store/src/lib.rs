@@ -66,4 +66,55 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finishes queued writes and stops accepting new ones.
     async fn close(&self);
+
+    /// Leases up to `limit` due deliveries of `destination` to `owner` until `lease_until`.
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    async fn claim(
+        &self,
+        now: Timestamp,
+        destination: &str,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let item = IngestItem::Claim {
+            destination: destination.to_owned(),
+            owner: owner.to_owned(),
+            lease_until,
+            limit,
+        };
+        match self.ingest(now, vec![item]).await?.pop() {
+            Some(IngestOutcome::Claimed(claimed)) => Ok(claimed),
+            other => Err(StoreError::Corrupt {
+                table: "deliveries",
+                message: format!("claim answered {other:?}"),
+            }),
+        }
+    }
+
+    /// Records attempt results; for each, whether it applied (false when the lease had passed
+    /// to someone else).
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    async fn settle(
+        &self,
+        now: Timestamp,
+        settlements: Vec<Settlement>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let items = settlements.into_iter().map(IngestItem::Settle).collect();
+        self.ingest(now, items)
+            .await?
+            .into_iter()
+            .map(|o| match o {
+                IngestOutcome::Settled { applied } => Ok(applied),
+                other => Err(StoreError::Corrupt {
+                    table: "deliveries",
+                    message: format!("settle answered {other:?}"),
+                }),
+            })
+            .collect()
+    }
 }

@@ -6,6 +6,7 @@ use tally_core::dedup::{Candidate, MatchedBy};
 use tally_core::event::{Consent, Event, SourceKind};
 use tally_core::identity::HashedIdentity;
 use tally_core::rejection::Rejection;
+use tally_core::retry::Next;
 use tally_core::timestamp::Timestamp;
 
 /// One unit of work in an [`crate::Store::ingest`] call. Items of one call commit together.
@@ -21,7 +22,23 @@ pub enum IngestItem {
         replay_of: Option<i64>,
         /// The event's storage encoding, made by the caller so the single writer does not.
         encoded: String,
+        /// Deliveries to create if this copy is stored as a new event (a duplicate creates
+        /// none: the existing deliveries send the merged event).
+        deliveries: Vec<PlannedDelivery>,
     },
+    /// Lease up to `limit` due deliveries of one destination to `owner` until `lease_until`.
+    Claim {
+        /// Destination name.
+        destination: String,
+        /// Who claims (a dispatcher instance).
+        owner: String,
+        /// When the lease ends if not settled; then anyone may claim the delivery again.
+        lease_until: Timestamp,
+        /// Most deliveries to lease.
+        limit: u32,
+    },
+    /// Record an attempt's result for a delivery leased by `owner`.
+    Settle(Settlement),
     /// A refused event to keep in quarantine.
     Quarantine(NewQuarantine),
     /// A replayed quarantine row that still fails: its reason is updated, it stays open.
@@ -44,12 +61,129 @@ impl IngestItem {
             candidate,
             replay_of,
             encoded,
+            deliveries: Vec::new(),
         }
+    }
+
+    /// Adds the deliveries an event item creates when it is stored as new.
+    pub fn with_deliveries(mut self, planned: Vec<PlannedDelivery>) -> IngestItem {
+        if let IngestItem::Event { deliveries, .. } = &mut self {
+            *deliveries = planned;
+        }
+        self
     }
 }
 
-/// The answer for one [`IngestItem`], in the same position.
+/// A delivery to create with a new event.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedDelivery {
+    /// Destination name.
+    pub destination: String,
+    /// First attempt no earlier than this (the merge join window).
+    pub not_before: Timestamp,
+    /// The platform's last accepted moment for this event; later, the delivery dead-letters.
+    pub deadline: Timestamp,
+}
+
+/// A delivery leased to a dispatcher, with the merged event to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedDelivery {
+    /// Delivery ID.
+    pub delivery_id: i64,
+    /// Destination name.
+    pub destination: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The platform's deadline for this event.
+    pub deadline: Timestamp,
+    /// The event as merged so far.
+    pub event: Event,
+}
+
+/// The result of one attempt, to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// Delivery ID.
+    pub delivery_id: i64,
+    /// The lease holder; a settlement from anyone else (an expired lease) is ignored.
+    pub owner: String,
+    /// What happens next.
+    pub next: Next,
+    /// The attempt.
+    pub attempt: AttemptRecord,
+}
+
+/// One attempt, as the ledger shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// When.
+    pub at: Timestamp,
+    /// `succeeded`, `retry`, `dead` or `needs_fix`.
+    pub outcome: String,
+    /// HTTP status, when there was a response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// A short summary of the request and response.
+    pub summary: String,
+}
+
+/// Delivery state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// Accepted by the platform.
+    Delivered,
+    /// Given up: refused for good, or past the platform's deadline.
+    Dead,
+    /// Waiting for a configuration fix and a replay.
+    NeedsFix,
+}
+
+impl DeliveryState {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+            DeliveryState::NeedsFix => "needs_fix",
+        }
+    }
+
+    /// Reads a storage name.
+    pub fn parse(s: &str) -> Option<DeliveryState> {
+        Some(match s {
+            "pending" => DeliveryState::Pending,
+            "delivered" => DeliveryState::Delivered,
+            "dead" => DeliveryState::Dead,
+            "needs_fix" => DeliveryState::NeedsFix,
+            _ => return None,
+        })
+    }
+}
+
+/// One delivery in the ledger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// Destination name.
+    pub destination: String,
+    /// State.
+    pub state: DeliveryState,
+    /// Next attempt no earlier than this (while pending).
+    pub not_before: Timestamp,
+    /// The platform's deadline.
+    pub deadline: Timestamp,
+    /// Why it is dead or needs a fix, or the last retry reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<String>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// The answer for one [`IngestItem`], in the same position.
+#[derive(Clone, Debug, PartialEq)]
 pub enum IngestOutcome {
     /// Stored as a new event.
     Accepted,
@@ -74,6 +208,13 @@ pub enum IngestOutcome {
     },
     /// Identity link recorded.
     Linked,
+    /// Deliveries leased (for a `Claim` item).
+    Claimed(Vec<ClaimedDelivery>),
+    /// Whether a settlement was applied (false: the lease was no longer the settler's).
+    Settled {
+        /// Applied.
+        applied: bool,
+    },
 }
 
 /// A refused event, without raw contact data.
@@ -225,6 +366,8 @@ pub struct LedgerEntry {
     pub first_seen: Timestamp,
     /// Every copy, in arrival order.
     pub copies: Vec<CopyRecord>,
+    /// One delivery per destination, with its attempts.
+    pub deliveries: Vec<DeliveryRecord>,
 }
 
 /// Dedup figures for one event name since a point in time.

@@ -211,10 +211,29 @@ fn print_entry(out: &mut impl Write, entry: &LedgerEntry) -> std::io::Result<()>
             added
         )?;
     }
-    writeln!(
-        out,
-        "  deliveries   none: delivery is not part of this version"
-    )?;
+    if entry.deliveries.is_empty() {
+        writeln!(out, "  deliveries   none")?;
+    }
+    for d in &entry.deliveries {
+        let reason = d
+            .last_reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  delivery     {} {}{} after {} attempt(s), deadline {}",
+            d.destination,
+            d.state.as_str(),
+            reason,
+            d.attempts.len(),
+            d.deadline
+        )?;
+        for a in &d.attempts {
+            let status = a.status.map(|s| format!(" HTTP {s}")).unwrap_or_default();
+            writeln!(out, "    {} {}{}: {}", a.at, a.outcome, status, a.summary)?;
+        }
+    }
     Ok(())
 }
 

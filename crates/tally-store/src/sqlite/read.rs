@@ -127,9 +127,64 @@ pub(super) fn ledger(conn: &Connection, event_id: &str) -> Result<Vec<LedgerEntr
             dedup_value,
             first_seen: Timestamp::from_millis(first_seen),
             copies: all,
+            deliveries: deliveries(conn, rowid)?,
         });
     }
     Ok(entries)
+}
+
+fn deliveries(conn: &Connection, event_rowid: i64) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, destination, state, not_before_ms, deadline_ms, last_reason
+               FROM deliveries WHERE event_rowid = ?1 ORDER BY destination",
+        )
+        .map_err(unavailable)?;
+    type Row = (i64, String, String, i64, i64, Option<String>);
+    let rows: Vec<Row> = stmt
+        .query_map([event_rowid], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .map_err(unavailable)?
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    let mut attempts_stmt = conn
+        .prepare_cached(
+            "SELECT at_ms, outcome, status, summary FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY seq",
+        )
+        .map_err(unavailable)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, destination, state, not_before, deadline, last_reason) in rows {
+        let attempts = attempts_stmt
+            .query_map([id], |r| {
+                Ok(AttemptRecord {
+                    at: Timestamp::from_millis(r.get(0)?),
+                    outcome: r.get(1)?,
+                    status: r.get(2)?,
+                    summary: r.get(3)?,
+                })
+            })
+            .map_err(unavailable)?
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        out.push(DeliveryRecord {
+            destination,
+            state: DeliveryState::parse(&state)
+                .ok_or_else(|| corrupt("deliveries", format!("unknown state `{state}`")))?,
+            not_before: Timestamp::from_millis(not_before),
+            deadline: Timestamp::from_millis(deadline),
+            last_reason,
+            attempts,
+        });
+    }
+    Ok(out)
 }
 
 fn copies(conn: &Connection, rowid: i64) -> Result<Vec<CopyRecord>, StoreError> {

@@ -6,7 +6,10 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_deliveries.sql"),
+];
 
 /// Newest schema version this binary knows.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -13,7 +13,11 @@ use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
-use crate::model::{IngestItem, IngestOutcome, NewQuarantine, QuarantineBody};
+use crate::model::{
+    ClaimedDelivery, DeliveryState, IngestItem, IngestOutcome, NewQuarantine, PlannedDelivery,
+    QuarantineBody, Settlement,
+};
+use tally_core::retry::Next;
 
 /// Least time between two checkpoints the writer runs in its idle moments.
 const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
@@ -181,8 +185,9 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
             candidate,
             replay_of,
             encoded,
+            deliveries,
         } => {
-            let outcome = ingest_event(tx, now, candidate, encoded, *replay_of)?;
+            let outcome = ingest_event(tx, now, candidate, encoded, deliveries, *replay_of)?;
             if let (Some(id), IngestOutcome::Accepted | IngestOutcome::Duplicate { .. }) =
                 (replay_of, &outcome)
             {
@@ -201,6 +206,22 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
                 .execute(params![id, rejection.code, rejection.message])?;
             Ok(IngestOutcome::Quarantined { quarantine_id: *id })
         }
+        IngestItem::Claim {
+            destination,
+            owner,
+            lease_until,
+            limit,
+        } => Ok(IngestOutcome::Claimed(claim(
+            tx,
+            now,
+            destination,
+            owner,
+            *lease_until,
+            *limit,
+        )?)),
+        IngestItem::Settle(settlement) => Ok(IngestOutcome::Settled {
+            applied: settle(tx, now, settlement)?,
+        }),
         IngestItem::Identify(link) => {
             tx.prepare_cached(
                 "INSERT INTO identity_links (at_ms, source, anonymous_id, external_id, identity) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -222,6 +243,7 @@ fn ingest_event(
     now: Timestamp,
     c: &Candidate,
     encoded: &str,
+    deliveries: &[PlannedDelivery],
     replay_of: Option<i64>,
 ) -> Result<IngestOutcome, TxError> {
     let e = &c.event;
@@ -280,6 +302,14 @@ fn ingest_event(
                 serde_json::to_string(&e.consent)?,
                 encoded
             ])?;
+            let rowid = tx.last_insert_rowid();
+            for d in deliveries {
+                tx.prepare_cached(
+                    "INSERT INTO deliveries (event_rowid, destination, state, not_before_ms, deadline_ms, updated_ms)
+                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                )?
+                .execute(params![rowid, d.destination, d.not_before.millis(), d.deadline.millis(), now.millis()])?;
+            }
             Ok(IngestOutcome::Accepted)
         }
         Decision::Duplicate { matched_by, ghost } => {
@@ -420,4 +450,80 @@ fn insert_quarantine(tx: &Connection, q: &NewQuarantine) -> Result<i64, TxError>
         serde_json::to_string(&q.body)?
     ])?;
     Ok(tx.last_insert_rowid())
+}
+
+/// Leases due, unleased deliveries of one destination, oldest due first.
+fn claim(
+    tx: &Connection,
+    now: Timestamp,
+    destination: &str,
+    owner: &str,
+    lease_until: Timestamp,
+    limit: u32,
+) -> Result<Vec<ClaimedDelivery>, TxError> {
+    let due: Vec<(i64, i64, u32, i64)> = tx
+        .prepare_cached(
+            "SELECT id, event_rowid, attempts, deadline_ms FROM deliveries
+              WHERE destination = ?1 AND state = 'pending' AND not_before_ms <= ?2
+                AND (leased_until_ms IS NULL OR leased_until_ms <= ?2)
+              ORDER BY not_before_ms, id LIMIT ?3",
+        )?
+        .query_map(params![destination, now.millis(), limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut claimed = Vec::with_capacity(due.len());
+    for (id, event_rowid, attempts, deadline) in due {
+        tx.prepare_cached("UPDATE deliveries SET lease_owner = ?2, leased_until_ms = ?3, updated_ms = ?4 WHERE id = ?1")?
+            .execute(params![id, owner, lease_until.millis(), now.millis()])?;
+        let body: String = tx
+            .prepare_cached("SELECT body FROM events WHERE id = ?1")?
+            .query_row([event_rowid], |r| r.get(0))?;
+        claimed.push(ClaimedDelivery {
+            delivery_id: id,
+            destination: destination.to_owned(),
+            attempts,
+            deadline: Timestamp::from_millis(deadline),
+            event: serde_json::from_str(&body)?,
+        });
+    }
+    Ok(claimed)
+}
+
+/// Records one attempt for a delivery still leased by the settler; returns whether it was.
+fn settle(tx: &Connection, now: Timestamp, s: &Settlement) -> Result<bool, TxError> {
+    let (state, not_before, reason) = match &s.next {
+        Next::Delivered => (DeliveryState::Delivered, None, None),
+        Next::RetryAt(at) => (
+            DeliveryState::Pending,
+            Some(at.millis()),
+            Some(s.attempt.summary.as_str()),
+        ),
+        Next::DeadLetter(reason) => (DeliveryState::Dead, None, Some(reason.as_str())),
+        Next::NeedsFix(reason) => (DeliveryState::NeedsFix, None, Some(reason.as_str())),
+    };
+    let changed = tx
+        .prepare_cached(
+            "UPDATE deliveries
+                SET state = ?3, not_before_ms = COALESCE(?4, not_before_ms), attempts = attempts + 1,
+                    lease_owner = NULL, leased_until_ms = NULL, last_reason = COALESCE(?5, last_reason),
+                    updated_ms = ?6
+              WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+        )?
+        .execute(params![s.delivery_id, s.owner, state.as_str(), not_before, reason, now.millis()])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT INTO delivery_attempts (delivery_id, seq, at_ms, outcome, status, summary)
+         VALUES (?1, (SELECT attempts FROM deliveries WHERE id = ?1), ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        s.delivery_id,
+        s.attempt.at.millis(),
+        s.attempt.outcome,
+        s.attempt.status,
+        s.attempt.summary
+    ])?;
+    Ok(true)
 }

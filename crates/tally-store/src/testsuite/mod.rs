@@ -3,10 +3,12 @@
 //!
 //! - `dedup.rs`: dedup, windows, collisions, concurrency;
 //! - `ledger.rs`: merge results, copies, aliases, stats;
+//! - `outbox.rs`: deliveries, leases, retries, dead letters;
 //! - `quarantine.rs`: quarantine rows, replay bookkeeping, identity links, durability.
 
 pub mod dedup;
 pub mod ledger;
+pub mod outbox;
 pub mod quarantine;
 
 use async_trait::async_trait;
@@ -94,7 +96,7 @@ macro_rules! store_test_suite {
     ($store:ty) => {
         mod conformance {
             use super::*;
-            use crate::testsuite::{dedup, ledger, quarantine};
+            use crate::testsuite::{dedup, ledger, outbox, quarantine};
 
             macro_rules! case {
                 ($module:ident :: $name:ident) => {
@@ -117,6 +119,11 @@ macro_rules! store_test_suite {
             case!(ledger::dedup_stats_count_duplicates_ghosts_collisions_and_source_pairs);
             case!(ledger::dedup_stats_count_only_copies_since_the_given_time);
             case!(ledger::unknown_event_id_has_an_empty_ledger);
+            case!(outbox::deliveries_are_created_with_a_new_event_and_never_for_a_duplicate);
+            case!(outbox::nothing_is_claimed_before_the_join_window_and_the_claim_carries_the_merged_event);
+            case!(outbox::claims_are_exclusive_across_workers);
+            case!(outbox::an_expired_lease_is_reclaimable_and_the_old_holder_cannot_settle);
+            case!(outbox::a_retry_waits_for_its_time_and_a_dead_letter_keeps_every_attempt);
             case!(quarantine::quarantined_events_are_listed_and_filtered);
             case!(quarantine::a_successful_replay_resolves_the_quarantine_row);
             case!(quarantine::a_failed_replay_keeps_the_row_open_with_the_new_reason);
