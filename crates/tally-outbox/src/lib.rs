@@ -1,0 +1,19 @@
+//! The dispatcher: for one destination, claim due deliveries from the store (leases, not
+//! transactions), send them in batches through a [`Destination`], and settle each with the
+//! [`RetryPolicy`]: delivered, retried later, dead-lettered past the platform's deadline, or
+//! parked until the configuration is fixed.
+//!
+//! Invariants:
+//! - no store transaction or lock is held while a destination is called;
+//! - a crashed dispatcher's leases expire and another instance takes the deliveries over;
+//! - each destination has its own dispatcher, so a slow or dead one delays no other.
+//!
+//! Not here: what a platform's request looks like (connectors), HTTP, consent decisions.
+
+mod dispatcher;
+mod error;
+#[cfg(test)]
+mod tests;
+
+pub use dispatcher::{AttemptSummary, Destination, Dispatcher, DispatcherConfig};
+pub use error::OutboxError;
