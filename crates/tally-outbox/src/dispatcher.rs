@@ -171,4 +171,3 @@ fn outcome_name(d: &Disposition) -> &'static str {
         Disposition::NeedsFix { .. } => "needs_fix",
     }
 }
-
