@@ -84,15 +84,7 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
         source
             .admit(envelope.events.len())
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-        let sender = Sender {
-            source: source.name().to_owned(),
-            kind: SourceKind::Browser,
-            client_ip: client_ip(&state, &headers, peer),
-            user_agent: headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        };
+        let sender = sender_for(&state, &source, &headers, peer);
         run(&state, &sender, envelope.events, Format::Native, "collect").await
     }
     .await;
@@ -179,24 +171,14 @@ async fn segment(State(state): State<CollectorState>, req: Request, format: Form
         source
             .admit(envelope.events.len())
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-        let browser = source.kind() == SourceKind::Browser;
-        let sender = Sender {
-            source: source.name().to_owned(),
-            kind: source.kind(),
-            client_ip: if browser {
-                client_ip(&state, &headers, peer)
-            } else {
-                None
-            },
-            user_agent: if browser {
-                headers
-                    .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            } else {
-                None
-            },
-        };
+        // Browser keys keep their origin rule on every door.
+        if source.kind() == SourceKind::Browser
+            && let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+            && !source.allows_origin(origin)
+        {
+            return Err(ApiError::OriginNotAllowed(origin.to_owned()));
+        }
+        let sender = sender_for(&state, &source, &headers, peer);
         run(&state, &sender, envelope.events, format, "segment").await
     }
     .await;
@@ -345,6 +327,34 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     pairs.get(name).cloned().filter(|v| !v.is_empty())
+}
+
+/// Who sent a request; a browser's IP and user agent come from the connection, a backend's do not
+/// (they would be the backend's own).
+fn sender_for(
+    state: &CollectorState,
+    source: &Source,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Sender {
+    let browser = source.kind() == SourceKind::Browser;
+    Sender {
+        source: source.name().to_owned(),
+        kind: source.kind(),
+        client_ip: if browser {
+            client_ip(state, headers, peer)
+        } else {
+            None
+        },
+        user_agent: if browser {
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        } else {
+            None
+        },
+    }
 }
 
 fn client_ip(

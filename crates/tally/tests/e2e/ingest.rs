@@ -281,3 +281,41 @@ async fn healthz_and_metrics_answer() {
     assert!(!metrics.contains(SERVER_KEY));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_browser_key_keeps_its_origin_rule_on_the_segment_doors() {
+    let app = TestApp::start().await;
+    let track =
+        json!({"writeKey": BROWSER_KEY, "event": "Product Added", "messageId": "seg-web-1"});
+    let (status, body) = app
+        .post_raw(
+            "/v1/track",
+            track.to_string().into_bytes(),
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
+    let (status, body) = app
+        .post_raw(
+            "/v1/track",
+            track.to_string().into_bytes(),
+            &[
+                ("origin", "http://localhost:8000"),
+                ("user-agent", "Mozilla/5.0 (seg)"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, statuses(&body)),
+        (200, vec!["accepted".to_owned()])
+    );
+    let (_, ledger) = app.admin_get("/v1/ledger/seg-web-1").await;
+    assert_eq!(
+        ledger["events"][0]["event"]["user"]["user_agent"],
+        "Mozilla/5.0 (seg)"
+    );
+    app.stop().await;
+}
