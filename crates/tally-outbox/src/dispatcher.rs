@@ -3,33 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tally_core::clock::Clock;
 use tally_core::retry::{Disposition, Next, RetryPolicy};
 use tally_core::timestamp::Timestamp;
-use tally_store::{AttemptRecord, ClaimedDelivery, Settlement, Store};
+use tally_destinations::Destination;
+use tally_store::{AttemptRecord, Settlement, Store};
 
 use crate::OutboxError;
-
-/// A platform connector as the dispatcher sees it.
-#[async_trait]
-pub trait Destination: Send + Sync + 'static {
-    /// Configured name (deliveries are keyed by it).
-    fn name(&self) -> &str;
-    /// Most events per request the platform takes.
-    fn max_batch(&self) -> usize;
-    /// Sends the events; one disposition and a short summary per event, in order.
-    async fn send(&self, batch: &[ClaimedDelivery]) -> Vec<(Disposition, AttemptSummary)>;
-}
-
-/// What the ledger keeps of one attempt besides its disposition.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AttemptSummary {
-    /// HTTP status, when a response came back.
-    pub status: Option<u16>,
-    /// A short description of the request and response.
-    pub text: String,
-}
 
 /// How a dispatcher claims and retries.
 #[derive(Clone, Debug)]
@@ -91,7 +71,8 @@ impl Dispatcher {
         if batch.is_empty() {
             return Ok(0);
         }
-        let results = self.destination.send(&batch).await;
+        let events: Vec<&tally_core::event::Event> = batch.iter().map(|d| &d.event).collect();
+        let results = self.destination.send(&events).await;
         if results.len() != batch.len() {
             return Err(OutboxError::ResultCount {
                 destination: self.destination.name().to_owned(),

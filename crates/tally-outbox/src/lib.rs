@@ -15,5 +15,6 @@ mod error;
 #[cfg(test)]
 mod tests;
 
-pub use dispatcher::{AttemptSummary, Destination, Dispatcher, DispatcherConfig};
+pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use error::OutboxError;
+pub use tally_destinations::{AttemptSummary, Destination};

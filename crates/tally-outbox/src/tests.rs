@@ -8,13 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tally_core::clock::{Clock, ManualClock};
 use tally_core::dedup::Candidate;
+use tally_core::event::Event;
 use tally_core::event::SourceKind;
 use tally_core::parse::{ParseContext, ParseLimits, parse_event};
 use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan};
 use tally_core::retry::{Disposition, RetryPolicy};
 use tally_core::timestamp::Timestamp;
 use tally_store::sqlite::{SqliteConfig, SqliteStore};
-use tally_store::{ClaimedDelivery, DeliveryState, IngestItem, PlannedDelivery, Store};
+use tally_store::{DeliveryState, IngestItem, PlannedDelivery, Store};
 
 use crate::{AttemptSummary, Destination, Dispatcher, DispatcherConfig};
 
@@ -51,11 +52,11 @@ impl Destination for ScriptedDestination {
     fn max_batch(&self) -> usize {
         self.max_batch
     }
-    async fn send(&self, batch: &[ClaimedDelivery]) -> Vec<(Disposition, AttemptSummary)> {
+    async fn send(&self, batch: &[&Event]) -> Vec<(Disposition, AttemptSummary)> {
         self.sent
             .lock()
             .unwrap()
-            .push(batch.iter().map(|d| d.event.event_id.clone()).collect());
+            .push(batch.iter().map(|e| e.event_id.clone()).collect());
         let next = self
             .script
             .lock()
