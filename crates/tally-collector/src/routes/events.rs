@@ -25,13 +25,23 @@ use crate::state::CollectorState;
 pub async fn server_events(State(state): State<CollectorState>, req: Request) -> Response {
     let started = Instant::now();
     let result = async {
+        // The key is in a header: refuse a bad one before reading the body.
         let source = bearer_source(&state, req.headers())?;
         if source.kind() != SourceKind::Server {
             return Err(ApiError::WrongKeyKind(
                 "browser keys cannot use /v1/events; use /v1/collect or a server key",
             ));
         }
-        ingest(&state, req, &source, Format::Native, "events").await
+        let incoming = receive(&state, req, state.ingest.max_body_bytes).await?;
+        let sender = admit(&state, &source, &incoming)?;
+        run(
+            &state,
+            &sender,
+            incoming.envelope.events,
+            Format::Native,
+            "events",
+        )
+        .await
     }
     .await;
     respond(&state, "events", started, result, None)
@@ -40,29 +50,16 @@ pub async fn server_events(State(state): State<CollectorState>, req: Request) ->
 /// `POST /v1/collect`: the browser door. Public key in the body (`key`) or `?k=`.
 pub async fn browser_collect(State(state): State<CollectorState>, req: Request) -> Response {
     let started = Instant::now();
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
+    let cors_origin = origin_of(req.headers())
+        .filter(|o| state.sources.any_allows_origin(o))
         .map(str::to_owned);
-    let cors_origin = origin
-        .clone()
-        .filter(|o| state.sources.any_allows_origin(o));
     let result = async {
-        body::check_content_type(req.headers())?;
-        let query_key = query_param(req.uri().query(), "k");
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        let (parts, body) = req.into_parts();
-        let headers = parts.headers;
-        let bytes = body::read(body, &headers, state.ingest.max_browser_body_bytes).await?;
-        let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
-        let key = envelope
+        let incoming = receive(&state, req, state.ingest.max_browser_body_bytes).await?;
+        let key = incoming
+            .envelope
             .key
             .clone()
-            .or(query_key)
+            .or_else(|| query_param(incoming.query.as_deref(), "k"))
             .ok_or(ApiError::MissingKey(
                 "the browser door needs the source key as `key` in the body or `?k=`",
             ))?;
@@ -76,16 +73,15 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
                 "server keys are secret and cannot be used from a browser",
             ));
         }
-        if let Some(origin) = &origin
-            && !source.allows_origin(origin)
-        {
-            return Err(ApiError::OriginNotAllowed(origin.clone()));
-        }
-        source
-            .admit(envelope.events.len())
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-        let sender = sender_for(&state, &source, &headers, peer);
-        run(&state, &sender, envelope.events, Format::Native, "collect").await
+        let sender = admit(&state, &source, &incoming)?;
+        run(
+            &state,
+            &sender,
+            incoming.envelope.events,
+            Format::Native,
+            "collect",
+        )
+        .await
     }
     .await;
     respond(&state, "collect", started, result, cors_origin.as_deref())
@@ -144,22 +140,14 @@ async fn segment(State(state): State<CollectorState>, req: Request, format: Form
     let started = Instant::now();
     let basic_key = basic_user(req.headers());
     let result = async {
-        body::check_content_type(req.headers())?;
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        let (parts, body) = req.into_parts();
-        let headers = parts.headers;
-        let bytes = body::read(body, &headers, state.ingest.max_body_bytes).await?;
-        let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
-        if format == Format::SegmentBatch && !envelope.is_batch {
+        let incoming = receive(&state, req, state.ingest.max_body_bytes).await?;
+        if format == Format::SegmentBatch && !incoming.envelope.is_batch {
             return Err(ApiError::InvalidBody(
                 "/v1/batch expects {\"batch\": [...]}".into(),
             ));
         }
         let key = basic_key
-            .or(envelope.write_key.clone())
+            .or(incoming.envelope.write_key.clone())
             .ok_or(ApiError::MissingKey(
                 "send the write key as the HTTP Basic user name or as `writeKey`",
             ))?;
@@ -168,44 +156,56 @@ async fn segment(State(state): State<CollectorState>, req: Request, format: Form
             .by_key(&key)
             .cloned()
             .ok_or(ApiError::InvalidKey)?;
-        source
-            .admit(envelope.events.len())
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-        // Browser keys keep their origin rule on every door.
-        if source.kind() == SourceKind::Browser
-            && let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
-            && !source.allows_origin(origin)
-        {
-            return Err(ApiError::OriginNotAllowed(origin.to_owned()));
-        }
-        let sender = sender_for(&state, &source, &headers, peer);
-        run(&state, &sender, envelope.events, format, "segment").await
+        let sender = admit(&state, &source, &incoming)?;
+        run(&state, &sender, incoming.envelope.events, format, "segment").await
     }
     .await;
     respond(&state, "segment", started, result, None)
 }
 
-async fn ingest(
-    state: &CollectorState,
-    req: Request,
-    source: &Arc<Source>,
-    format: Format,
-    door: &'static str,
-) -> Result<Vec<EventResult>, ApiError> {
+/// A request's body, read and split, with what the connection says about its sender.
+struct Incoming {
+    headers: HeaderMap,
+    query: Option<String>,
+    peer: Option<SocketAddr>,
+    envelope: body::Envelope,
+}
+
+/// Reads and splits the body (at most `limit` bytes after decompression).
+async fn receive(state: &CollectorState, req: Request, limit: usize) -> Result<Incoming, ApiError> {
     body::check_content_type(req.headers())?;
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let (parts, body) = req.into_parts();
-    let bytes = body::read(body, &parts.headers, state.ingest.max_body_bytes).await?;
+    let bytes = body::read(body, &parts.headers, limit).await?;
     let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
+    Ok(Incoming {
+        headers: parts.headers,
+        query: parts.uri.query().map(str::to_owned),
+        peer,
+        envelope,
+    })
+}
+
+/// The rules every door applies once it knows the source: a browser key only from its
+/// allowed origins, then the source's rate limit. Returns who is sending.
+fn admit(state: &CollectorState, source: &Source, incoming: &Incoming) -> Result<Sender, ApiError> {
+    if source.kind() == SourceKind::Browser
+        && let Some(origin) = origin_of(&incoming.headers)
+        && !source.allows_origin(origin)
+    {
+        return Err(ApiError::OriginNotAllowed(origin.to_owned()));
+    }
     source
-        .admit(envelope.events.len())
+        .admit(incoming.envelope.events.len())
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let sender = Sender {
-        source: source.name().to_owned(),
-        kind: source.kind(),
-        client_ip: None,
-        user_agent: None,
-    };
-    run(state, &sender, envelope.events, format, door).await
+    Ok(sender_for(state, source, &incoming.headers, incoming.peer))
+}
+
+fn origin_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
 }
 
 async fn run(

@@ -81,52 +81,30 @@ pub(super) fn ledger(conn: &Connection, event_id: &str) -> Result<Vec<LedgerEntr
              ORDER BY 3, 1",
         )
         .map_err(unavailable)?;
-    type Row = (
-        i64,
-        Option<String>,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-    );
-    let rows: Vec<Row> = stmt
-        .query_map([event_id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })
-        .map_err(unavailable)?
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for (rowid, dedup_value, first_seen, body, first_id, source, kind, consent) in rows {
-        let first = CopyRecord {
-            event_id: first_id,
-            source,
-            source_kind: source_kind("events", &kind)?,
-            received_at: Timestamp::from_millis(first_seen),
+    let mut rows = stmt.query([event_id]).map_err(unavailable)?;
+    let mut entries = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let text = |i| r.get::<_, String>(i).map_err(unavailable);
+        let rowid: i64 = r.get(0).map_err(unavailable)?;
+        let first_seen = Timestamp::from_millis(r.get(2).map_err(unavailable)?);
+        // The first copy lives in the events row; later copies in `copies`.
+        let mut copies_seen = vec![CopyRecord {
+            event_id: text(4)?,
+            source: text(5)?,
+            source_kind: source_kind("events", &text(6)?)?,
+            received_at: first_seen,
             outcome: "accepted".to_owned(),
             matched_by: None,
             contributed: Vec::new(),
             ghost: false,
-            consent: serde_json::from_str(&consent).map_err(|e| corrupt("events", e))?,
-        };
-        let mut all = vec![first];
-        all.extend(copies(conn, rowid)?);
+            consent: serde_json::from_str(&text(7)?).map_err(|e| corrupt("events", e))?,
+        }];
+        copies_seen.extend(copies(conn, rowid)?);
         entries.push(LedgerEntry {
-            event: serde_json::from_str(&body).map_err(|e| corrupt("events", e))?,
-            dedup_value,
-            first_seen: Timestamp::from_millis(first_seen),
-            copies: all,
+            event: serde_json::from_str(&text(3)?).map_err(|e| corrupt("events", e))?,
+            dedup_value: r.get(1).map_err(unavailable)?,
+            first_seen,
+            copies: copies_seen,
             deliveries: deliveries(conn, rowid)?,
         });
     }
@@ -140,47 +118,34 @@ fn deliveries(conn: &Connection, event_rowid: i64) -> Result<Vec<DeliveryRecord>
                FROM deliveries WHERE event_rowid = ?1 ORDER BY destination",
         )
         .map_err(unavailable)?;
-    type Row = (i64, String, String, i64, i64, Option<String>);
-    let rows: Vec<Row> = stmt
-        .query_map([event_rowid], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .map_err(unavailable)?
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)?;
     let mut attempts_stmt = conn
         .prepare_cached(
             "SELECT at_ms, outcome, status, summary FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY seq",
         )
         .map_err(unavailable)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (id, destination, state, not_before, deadline, last_reason) in rows {
+    let mut rows = stmt.query([event_rowid]).map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let state: String = r.get(2).map_err(unavailable)?;
         let attempts = attempts_stmt
-            .query_map([id], |r| {
+            .query_map([r.get::<_, i64>(0).map_err(unavailable)?], |a| {
                 Ok(AttemptRecord {
-                    at: Timestamp::from_millis(r.get(0)?),
-                    outcome: r.get(1)?,
-                    status: r.get(2)?,
-                    summary: r.get(3)?,
+                    at: Timestamp::from_millis(a.get(0)?),
+                    outcome: a.get(1)?,
+                    status: a.get(2)?,
+                    summary: a.get(3)?,
                 })
             })
             .map_err(unavailable)?
             .collect::<Result<_, _>>()
             .map_err(unavailable)?;
         out.push(DeliveryRecord {
-            destination,
+            destination: r.get(1).map_err(unavailable)?,
             state: DeliveryState::parse(&state)
                 .ok_or_else(|| corrupt("deliveries", format!("unknown state `{state}`")))?,
-            not_before: Timestamp::from_millis(not_before),
-            deadline: Timestamp::from_millis(deadline),
-            last_reason,
+            not_before: Timestamp::from_millis(r.get(3).map_err(unavailable)?),
+            deadline: Timestamp::from_millis(r.get(4).map_err(unavailable)?),
+            last_reason: r.get(5).map_err(unavailable)?,
             attempts,
         });
     }
@@ -231,84 +196,41 @@ pub(super) fn quarantine(
               ORDER BY id LIMIT ?5",
         )
         .map_err(unavailable)?;
-    type Row = (
-        i64,
-        i64,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-        String,
-        Option<i64>,
-        String,
-    );
-    let rows: Vec<Row> = stmt
-        .query_map(
-            params![
-                f.status.map(QuarantineStatus::as_str),
-                f.code,
-                f.event_name,
-                f.after_id.unwrap_or(0),
-                f.limit.unwrap_or(100)
-            ],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                ))
-            },
-        )
-        .map_err(unavailable)?
-        .collect::<Result<_, _>>()
+    let mut rows = stmt
+        .query(params![
+            f.status.map(QuarantineStatus::as_str),
+            f.code,
+            f.event_name,
+            f.after_id.unwrap_or(0),
+            f.limit.unwrap_or(100)
+        ])
         .map_err(unavailable)?;
-    rows.into_iter()
-        .map(
-            |(
-                id,
-                received,
-                source,
-                kind,
-                event_name,
-                event_id,
-                code,
-                message,
-                status,
-                replayed,
-                body,
-            )| {
-                Ok(QuarantineRecord {
-                    id,
-                    received_at: Timestamp::from_millis(received),
-                    source,
-                    source_kind: source_kind("quarantine", &kind)?,
-                    event_name,
-                    event_id,
-                    code,
-                    message,
-                    status: match status.as_str() {
-                        "open" => QuarantineStatus::Open,
-                        "replayed" => QuarantineStatus::Replayed,
-                        other => {
-                            return Err(corrupt("quarantine", format!("unknown status `{other}`")));
-                        }
-                    },
-                    replayed_at: replayed.map(Timestamp::from_millis),
-                    body: serde_json::from_str(&body).map_err(|e| corrupt("quarantine", e))?,
-                })
-            },
-        )
-        .collect()
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let text = |i| r.get::<_, String>(i).map_err(unavailable);
+        let status = match text(8)?.as_str() {
+            "open" => QuarantineStatus::Open,
+            "replayed" => QuarantineStatus::Replayed,
+            other => return Err(corrupt("quarantine", format!("unknown status `{other}`"))),
+        };
+        out.push(QuarantineRecord {
+            id: r.get(0).map_err(unavailable)?,
+            received_at: Timestamp::from_millis(r.get(1).map_err(unavailable)?),
+            source: text(2)?,
+            source_kind: source_kind("quarantine", &text(3)?)?,
+            event_name: r.get(4).map_err(unavailable)?,
+            event_id: r.get(5).map_err(unavailable)?,
+            code: text(6)?,
+            message: text(7)?,
+            status,
+            replayed_at: r
+                .get::<_, Option<i64>>(9)
+                .map_err(unavailable)?
+                .map(Timestamp::from_millis),
+            body: serde_json::from_str(&text(10)?).map_err(|e| corrupt("quarantine", e))?,
+        });
+    }
+    Ok(out)
 }
 
 /// The lowest event row first seen at or after `since`. Row IDs grow with time (one writer),
