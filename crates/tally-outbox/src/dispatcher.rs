@@ -6,7 +6,7 @@ use std::time::Duration;
 use tally_core::clock::Clock;
 use tally_core::retry::{Disposition, Next, RetryPolicy};
 use tally_core::timestamp::Timestamp;
-use tally_destinations::Destination;
+use tally_destinations::{Destination, Outgoing};
 use tally_store::{AttemptRecord, Settlement, Store};
 
 use crate::OutboxError;
@@ -71,8 +71,17 @@ impl Dispatcher {
         if batch.is_empty() {
             return Ok(0);
         }
-        let events: Vec<&tally_core::event::Event> = batch.iter().map(|d| &d.event).collect();
-        let results = self.destination.send(&events).await;
+        let outgoing: Vec<Outgoing<'_>> = batch
+            .iter()
+            .map(|d| Outgoing {
+                event: &d.event,
+                name: &d.event.name,
+                value: d.event.value,
+                identifiers: true,
+                test: d.event.test,
+            })
+            .collect();
+        let results = self.destination.send(&outgoing).await;
         if results.len() != batch.len() {
             return Err(OutboxError::ResultCount {
                 destination: self.destination.name().to_owned(),

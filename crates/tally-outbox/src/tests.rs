@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tally_core::clock::{Clock, ManualClock};
 use tally_core::dedup::Candidate;
-use tally_core::event::Event;
 use tally_core::event::SourceKind;
 use tally_core::parse::{ParseContext, ParseLimits, parse_event};
 use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan};
@@ -18,6 +17,7 @@ use tally_store::sqlite::{SqliteConfig, SqliteStore};
 use tally_store::{DeliveryState, IngestItem, PlannedDelivery, Store};
 
 use crate::{AttemptSummary, Destination, Dispatcher, DispatcherConfig};
+use tally_destinations::Outgoing;
 
 const START: Timestamp = Timestamp::from_millis(1_763_633_700_000);
 
@@ -52,11 +52,11 @@ impl Destination for ScriptedDestination {
     fn max_batch(&self) -> usize {
         self.max_batch
     }
-    async fn send(&self, batch: &[&Event]) -> Vec<(Disposition, AttemptSummary)> {
+    async fn send(&self, batch: &[Outgoing<'_>]) -> Vec<(Disposition, AttemptSummary)> {
         self.sent
             .lock()
             .unwrap()
-            .push(batch.iter().map(|e| e.event_id.clone()).collect());
+            .push(batch.iter().map(|o| o.event.event_id.clone()).collect());
         let next = self
             .script
             .lock()

@@ -1,9 +1,12 @@
 //! Test helpers shared by tally's crates. Never a runtime dependency.
 //!
 //! [`FakeDestination`] is an HTTP server on `127.0.0.1:0` that answers from a script (status,
-//! headers, body, delay), then a default reply, and records every request it received. Vendor
-//! fakes (Meta, Google, GA4, TikTok) build on it with their auth checks and error shapes.
+//! headers, body, delay), then a default reply, and records every request it received. The
+//! vendor fakes (one module per platform) are as strict as the real APIs: auth, URL shape,
+//! field names and types, hash formats, batch and age limits, and the real answer envelopes.
+//! [`events`] builds test events through the real parser.
 
+pub mod events;
 mod fake;
 
 pub use fake::{Captured, FakeDestination, Reply};

@@ -1,0 +1,1 @@
+//! The `ga4` connector (in progress).

@@ -1,0 +1,1 @@
+//! The `google_ads` connector (in progress).

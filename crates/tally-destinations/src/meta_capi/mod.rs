@@ -1,0 +1,1 @@
+//! The `meta_capi` connector (in progress).

@@ -1,0 +1,1 @@
+//! The `tiktok` connector (in progress).
