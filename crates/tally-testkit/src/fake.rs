@@ -79,9 +79,13 @@ pub struct Captured {
     pub body: Bytes,
 }
 
+/// A vendor fake's judgement of one request that the script did not answer.
+pub type Handler = Arc<dyn Fn(&Captured) -> Reply + Send + Sync>;
+
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
+    handler: Option<Handler>,
     received: Mutex<Vec<Captured>>,
     arrived: Notify,
 }
@@ -99,9 +103,23 @@ impl FakeDestination {
     /// # Panics
     /// When it cannot bind a loopback port.
     pub async fn start() -> FakeDestination {
+        Self::start_inner(None).await
+    }
+
+    /// Starts a fake whose unscripted answers come from `handler` (a vendor fake's validation
+    /// and envelope). Scripted replies (503 storms, 429s, delays) still come first.
+    ///
+    /// # Panics
+    /// When it cannot bind a loopback port.
+    pub async fn start_with(handler: Handler) -> FakeDestination {
+        Self::start_inner(Some(handler)).await
+    }
+
+    async fn start_inner(handler: Option<Handler>) -> FakeDestination {
         let inner = Arc::new(Inner {
             script: Mutex::default(),
             default: Mutex::new(Reply::status(200)),
+            handler,
             received: Mutex::default(),
             arrived: Notify::new(),
         });
@@ -184,20 +202,21 @@ async fn answer(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
         .await
         .unwrap_or_default();
-    inner.received.lock().expect("lock").push(Captured {
+    let captured = Captured {
         method: parts.method,
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
-    });
+    };
+    let scripted = inner.script.lock().expect("lock").pop_front();
+    let reply = match (scripted, &inner.handler) {
+        (Some(reply), _) => reply,
+        (None, Some(handler)) => handler(&captured),
+        (None, None) => inner.default.lock().expect("lock").clone(),
+    };
+    inner.received.lock().expect("lock").push(captured);
     inner.arrived.notify_waiters();
-    let reply = inner
-        .script
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .unwrap_or_else(|| inner.default.lock().expect("lock").clone());
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
     }

@@ -9,4 +9,6 @@
 pub mod events;
 mod fake;
 
-pub use fake::{Captured, FakeDestination, Reply};
+pub mod fakes;
+
+pub use fake::{Captured, FakeDestination, Handler, Reply};

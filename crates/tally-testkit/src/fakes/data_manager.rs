@@ -1,0 +1,1 @@
+//! Fake for `data_manager` (in progress).

@@ -1,0 +1,1 @@
+//! Fake for `ga4` (in progress).

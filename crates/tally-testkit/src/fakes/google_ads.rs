@@ -1,0 +1,1 @@
+//! Fake for `google_ads` (in progress).

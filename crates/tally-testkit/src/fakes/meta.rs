@@ -1,0 +1,1 @@
+//! Fake for `meta` (in progress).

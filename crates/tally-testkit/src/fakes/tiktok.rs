@@ -1,0 +1,1 @@
+//! Fake for `tiktok` (in progress).

@@ -1,0 +1,1 @@
+//! Fake for `webhook` (in progress).
