@@ -75,6 +75,8 @@ pub enum Next {
     DeadLetter(String),
     /// Stop until the configuration is fixed and the delivery replayed.
     NeedsFix(String),
+    /// Not sent: consent for this destination is missing (a consent gap).
+    Withheld(String),
 }
 
 /// A retry schedule and its limits.

@@ -58,6 +58,24 @@ pub trait Store: Send + Sync + 'static {
     /// When the store cannot be read.
     async fn dedup_stats(&self, since: Timestamp) -> Result<Vec<EventDedupStats>, StoreError>;
 
+    /// Deliveries per destination and state.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
+
+    /// Up to `limit` deliveries in `state` (of one destination, if given), most recently
+    /// changed first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn deliveries_in_state(
+        &self,
+        state: DeliveryState,
+        destination: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<DeliverySummary>, StoreError>;
+
     /// Whether the store can accept writes now (for `/healthz`).
     ///
     /// # Errors
@@ -90,6 +108,48 @@ pub trait Store: Send + Sync + 'static {
             other => Err(StoreError::Corrupt {
                 table: "deliveries",
                 message: format!("claim answered {other:?}"),
+            }),
+        }
+    }
+
+    /// Withholds the person's pending deliveries and records the revocation; returns how
+    /// many deliveries were cancelled.
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    async fn revoke(&self, now: Timestamp, revocation: Revocation) -> Result<u64, StoreError> {
+        match self
+            .ingest(now, vec![IngestItem::Revoke(revocation)])
+            .await?
+            .pop()
+        {
+            Some(IngestOutcome::Revoked { cancelled }) => Ok(cancelled),
+            other => Err(StoreError::Corrupt {
+                table: "deliveries",
+                message: format!("revoke answered {other:?}"),
+            }),
+        }
+    }
+
+    /// Puts stopped deliveries back in the queue; returns (requeued, left alone because past
+    /// the platform's deadline).
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    async fn replay_deliveries(
+        &self,
+        now: Timestamp,
+        filter: ReplayFilter,
+    ) -> Result<(u64, u64), StoreError> {
+        match self
+            .ingest(now, vec![IngestItem::Replay(filter)])
+            .await?
+            .pop()
+        {
+            Some(IngestOutcome::Replayed { requeued, expired }) => Ok((requeued, expired)),
+            other => Err(StoreError::Corrupt {
+                table: "deliveries",
+                message: format!("replay answered {other:?}"),
             }),
         }
     }

@@ -25,7 +25,14 @@ pub enum IngestItem {
         /// Deliveries to create if this copy is stored as a new event (a duplicate creates
         /// none: the existing deliveries send the merged event).
         deliveries: Vec<PlannedDelivery>,
+        /// Remember this copy's click IDs for its visitor until then (`None`: do not).
+        click_ids_until: Option<Timestamp>,
     },
+    /// A person revoked consent: cancel their pending deliveries and withhold deliveries of
+    /// their events from before `at` that arrive later.
+    Revoke(Revocation),
+    /// Put stopped deliveries back in the queue after a fix.
+    Replay(ReplayFilter),
     /// Lease up to `limit` due deliveries of one destination to `owner` until `lease_until`.
     Claim {
         /// Destination name.
@@ -62,7 +69,20 @@ impl IngestItem {
             replay_of,
             encoded,
             deliveries: Vec::new(),
+            click_ids_until: None,
         }
+    }
+
+    /// Remembers the event's click IDs for its visitor (anonymous ID and external ID) until
+    /// `until`, so later events of that visitor get them attached.
+    pub fn remember_click_ids_until(mut self, until: Timestamp) -> IngestItem {
+        if let IngestItem::Event {
+            click_ids_until, ..
+        } = &mut self
+        {
+            *click_ids_until = Some(until);
+        }
+        self
     }
 
     /// Adds the deliveries an event item creates when it is stored as new.
@@ -125,6 +145,93 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     /// A short summary of the request and response.
     pub summary: String,
+    /// The consent the attempt was made (or withheld) under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<String>,
+}
+
+/// A consent revocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// Every key the person may be found by (see [`person_keys`]).
+    pub people: Vec<String>,
+    /// When consent was revoked.
+    pub at: Timestamp,
+}
+
+/// Which stopped deliveries to put back in the queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayFilter {
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Only deliveries of this event (by event ID).
+    pub event_id: Option<String>,
+    /// Only events that happened at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only events that happened before this time.
+    pub until: Option<Timestamp>,
+    /// Also deliveries withheld for consent (normally a withheld delivery stays withheld).
+    pub include_withheld: bool,
+}
+
+/// Keys a person's events are found by: `anon:<anonymous id>`, `ext:<external id>`,
+/// `em:<email sha256>`, `ph:<phone sha256, digits form>`.
+pub fn person_keys(user: &tally_core::event::User) -> Vec<String> {
+    let id = &user.identity;
+    let mut keys = Vec::new();
+    if let Some(a) = &user.anonymous_id {
+        keys.push(format!("anon:{a}"));
+    }
+    if let Some(x) = &id.external_id {
+        keys.push(format!("ext:{x}"));
+    }
+    if let Some(e) = &id.email_sha256 {
+        keys.push(format!("em:{e}"));
+    }
+    if let Some(p) = &id.phone_digits_sha256 {
+        keys.push(format!("ph:{p}"));
+    }
+    keys
+}
+
+/// Deliveries of one destination by state (the destinations overview; `withheld` is the
+/// consent gap).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationStats {
+    /// Destination name.
+    pub destination: String,
+    /// Waiting for an attempt.
+    pub pending: u64,
+    /// Accepted by the platform.
+    pub delivered: u64,
+    /// Given up.
+    pub dead: u64,
+    /// Waiting for a fix and a replay.
+    pub needs_fix: u64,
+    /// Not sent for lack of consent.
+    pub withheld: u64,
+}
+
+/// One delivery in a listing (dead letters, needs-fix).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverySummary {
+    /// The event's ID.
+    pub event_id: String,
+    /// The event's name.
+    pub event_name: String,
+    /// When the event happened.
+    pub event_time: Timestamp,
+    /// Destination name.
+    pub destination: String,
+    /// State.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it stopped (or the last retry reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<String>,
+    /// Last change.
+    pub updated: Timestamp,
 }
 
 /// Delivery state.
@@ -139,6 +246,8 @@ pub enum DeliveryState {
     Dead,
     /// Waiting for a configuration fix and a replay.
     NeedsFix,
+    /// Not sent: the consent it needs was not given, or was revoked.
+    Withheld,
 }
 
 impl DeliveryState {
@@ -149,6 +258,7 @@ impl DeliveryState {
             DeliveryState::Delivered => "delivered",
             DeliveryState::Dead => "dead",
             DeliveryState::NeedsFix => "needs_fix",
+            DeliveryState::Withheld => "withheld",
         }
     }
 
@@ -159,6 +269,7 @@ impl DeliveryState {
             "delivered" => DeliveryState::Delivered,
             "dead" => DeliveryState::Dead,
             "needs_fix" => DeliveryState::NeedsFix,
+            "withheld" => DeliveryState::Withheld,
             _ => return None,
         })
     }
@@ -210,6 +321,18 @@ pub enum IngestOutcome {
     Linked,
     /// Deliveries leased (for a `Claim` item).
     Claimed(Vec<ClaimedDelivery>),
+    /// A revocation's effect.
+    Revoked {
+        /// Pending deliveries cancelled.
+        cancelled: u64,
+    },
+    /// A replay's effect.
+    Replayed {
+        /// Deliveries put back in the queue.
+        requeued: u64,
+        /// Deliveries left alone because the platform's deadline has passed.
+        expired: u64,
+    },
     /// Whether a settlement was applied (false: the lease was no longer the settler's).
     Settled {
         /// Applied.

@@ -120,7 +120,7 @@ fn deliveries(conn: &Connection, event_rowid: i64) -> Result<Vec<DeliveryRecord>
         .map_err(unavailable)?;
     let mut attempts_stmt = conn
         .prepare_cached(
-            "SELECT at_ms, outcome, status, summary FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY seq",
+            "SELECT at_ms, outcome, status, summary, consent FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY seq",
         )
         .map_err(unavailable)?;
     let mut rows = stmt.query([event_rowid]).map_err(unavailable)?;
@@ -134,6 +134,7 @@ fn deliveries(conn: &Connection, event_rowid: i64) -> Result<Vec<DeliveryRecord>
                     outcome: a.get(1)?,
                     status: a.get(2)?,
                     summary: a.get(3)?,
+                    consent: a.get(4)?,
                 })
             })
             .map_err(unavailable)?
@@ -336,4 +337,64 @@ pub(super) fn dedup_stats(
             .key_collisions = n;
     }
     Ok(by_name.into_values().collect())
+}
+
+pub(super) fn destination_stats(conn: &Connection) -> Result<Vec<DestinationStats>, StoreError> {
+    let mut by_destination: std::collections::BTreeMap<String, DestinationStats> =
+        Default::default();
+    let mut stmt = conn
+        .prepare_cached("SELECT destination, state, COUNT(*) FROM deliveries GROUP BY 1, 2")
+        .map_err(unavailable)?;
+    let mut rows = stmt.query([]).map_err(unavailable)?;
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let destination: String = r.get(0).map_err(unavailable)?;
+        let state: String = r.get(1).map_err(unavailable)?;
+        let n = r.get::<_, i64>(2).map_err(unavailable)? as u64;
+        let s = by_destination
+            .entry(destination.clone())
+            .or_insert_with(|| DestinationStats {
+                destination,
+                ..Default::default()
+            });
+        match DeliveryState::parse(&state) {
+            Some(DeliveryState::Pending) => s.pending = n,
+            Some(DeliveryState::Delivered) => s.delivered = n,
+            Some(DeliveryState::Dead) => s.dead = n,
+            Some(DeliveryState::NeedsFix) => s.needs_fix = n,
+            Some(DeliveryState::Withheld) => s.withheld = n,
+            None => return Err(corrupt("deliveries", format!("unknown state `{state}`"))),
+        }
+    }
+    Ok(by_destination.into_values().collect())
+}
+
+pub(super) fn deliveries_in_state(
+    conn: &Connection,
+    state: DeliveryState,
+    destination: Option<&str>,
+    limit: u32,
+) -> Result<Vec<DeliverySummary>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT e.event_id, e.name, e.event_time_ms, d.destination, d.attempts, d.last_reason, d.updated_ms
+               FROM deliveries d JOIN events e ON e.id = d.event_rowid
+              WHERE d.state = ?1 AND (?2 IS NULL OR d.destination = ?2)
+              ORDER BY d.updated_ms DESC, d.id DESC LIMIT ?3",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![state.as_str(), destination, limit], |r| {
+            Ok(DeliverySummary {
+                event_id: r.get(0)?,
+                event_name: r.get(1)?,
+                event_time: Timestamp::from_millis(r.get(2)?),
+                destination: r.get(3)?,
+                state,
+                attempts: r.get(4)?,
+                last_reason: r.get(5)?,
+                updated: Timestamp::from_millis(r.get(6)?),
+            })
+        })
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
 }

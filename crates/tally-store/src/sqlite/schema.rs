@@ -9,6 +9,7 @@ use crate::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_deliveries.sql"),
+    include_str!("../../migrations/sqlite/0003_people_and_consent.sql"),
 ];
 
 /// Newest schema version this binary knows.

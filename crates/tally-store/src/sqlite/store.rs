@@ -178,6 +178,21 @@ impl Store for SqliteStore {
         self.reads.run(move |c| read::dedup_stats(c, since)).await
     }
 
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        self.reads.run(read::destination_stats).await
+    }
+
+    async fn deliveries_in_state(
+        &self,
+        state: DeliveryState,
+        destination: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<DeliverySummary>, StoreError> {
+        self.reads
+            .run(move |c| read::deliveries_in_state(c, state, destination.as_deref(), limit))
+            .await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         if self.closing.load(Ordering::Relaxed) || self.sender.is_closed() {
             return Err(StoreError::Closed);

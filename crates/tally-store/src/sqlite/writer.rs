@@ -12,6 +12,7 @@ use tally_core::rejection::Rejection;
 use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
+use super::people;
 use crate::StoreError;
 use crate::model::{
     ClaimedDelivery, DeliveryState, IngestItem, IngestOutcome, NewQuarantine, PlannedDelivery,
@@ -186,8 +187,17 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
             replay_of,
             encoded,
             deliveries,
+            click_ids_until,
         } => {
-            let outcome = ingest_event(tx, now, candidate, encoded, deliveries, *replay_of)?;
+            let outcome = ingest_event(
+                tx,
+                now,
+                candidate,
+                encoded,
+                deliveries,
+                *replay_of,
+                *click_ids_until,
+            )?;
             if let (Some(id), IngestOutcome::Accepted | IngestOutcome::Duplicate { .. }) =
                 (replay_of, &outcome)
             {
@@ -222,6 +232,13 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
         IngestItem::Settle(settlement) => Ok(IngestOutcome::Settled {
             applied: settle(tx, now, settlement)?,
         }),
+        IngestItem::Revoke(revocation) => Ok(IngestOutcome::Revoked {
+            cancelled: people::revoke(tx, now, revocation)?,
+        }),
+        IngestItem::Replay(filter) => {
+            let (requeued, expired) = people::replay(tx, now, filter)?;
+            Ok(IngestOutcome::Replayed { requeued, expired })
+        }
         IngestItem::Identify(link) => {
             tx.prepare_cached(
                 "INSERT INTO identity_links (at_ms, source, anonymous_id, external_id, identity) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -245,6 +262,7 @@ fn ingest_event(
     encoded: &str,
     deliveries: &[PlannedDelivery],
     replay_of: Option<i64>,
+    click_ids_until: Option<Timestamp>,
 ) -> Result<IngestOutcome, TxError> {
     let e = &c.event;
     let by_id = tx
@@ -281,6 +299,20 @@ fn ingest_event(
 
     match decision {
         Decision::New => {
+            if let Some(until) = click_ids_until {
+                people::remember_click_ids(tx, e, until)?;
+            }
+            // A later event of a visitor whose click was remembered carries that click too.
+            let mut enriched = None;
+            if e.user.anonymous_id.is_some() || e.user.identity.external_id.is_some() {
+                let mut copy = e.clone();
+                if people::attach_click_ids(tx, &mut copy)? {
+                    enriched = Some(copy);
+                }
+            }
+            let reencoded = enriched.as_ref().map(serde_json::to_string).transpose()?;
+            let encoded = reencoded.as_deref().unwrap_or(encoded);
+            let revoked = people::revoked_at(tx, e)?;
             let id_epoch = by_id.map_or(0, |r| r.epoch + 1);
             let key_epoch = by_key.map_or(0, |r| r.epoch + 1);
             tx.prepare_cached(
@@ -303,12 +335,17 @@ fn ingest_event(
                 encoded
             ])?;
             let rowid = tx.last_insert_rowid();
+            people::index_people(tx, rowid, e)?;
+            let (state, reason) = match revoked {
+                Some(at) => ("withheld", Some(format!("consent revoked at {at}"))),
+                None => ("pending", None),
+            };
             for d in deliveries {
                 tx.prepare_cached(
-                    "INSERT INTO deliveries (event_rowid, destination, state, not_before_ms, deadline_ms, updated_ms)
-                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                    "INSERT INTO deliveries (event_rowid, destination, state, not_before_ms, deadline_ms, updated_ms, last_reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![rowid, d.destination, d.not_before.millis(), d.deadline.millis(), now.millis()])?;
+                .execute(params![rowid, d.destination, state, d.not_before.millis(), d.deadline.millis(), now.millis(), reason])?;
             }
             Ok(IngestOutcome::Accepted)
         }
@@ -316,6 +353,12 @@ fn ingest_event(
             let row = live.expect("a duplicate has a live row");
             let mut merged = stored.expect("decoded above");
             let contributed = merge(&mut merged, e);
+            if let Some(until) = click_ids_until {
+                people::remember_click_ids(tx, e, until)?;
+            }
+            if !contributed.is_empty() {
+                people::index_people(tx, row.rowid, &merged)?;
+            }
             let incoming_browser = e.source_kind == SourceKind::Browser;
             if !contributed.is_empty() || (incoming_browser && !row.has_browser) {
                 tx.prepare_cached("UPDATE events SET body = ?2, event_time_ms = ?3, has_browser = ?4 WHERE id = ?1")?
@@ -501,6 +544,7 @@ fn settle(tx: &Connection, now: Timestamp, s: &Settlement) -> Result<bool, TxErr
         ),
         Next::DeadLetter(reason) => (DeliveryState::Dead, None, Some(reason.as_str())),
         Next::NeedsFix(reason) => (DeliveryState::NeedsFix, None, Some(reason.as_str())),
+        Next::Withheld(reason) => (DeliveryState::Withheld, None, Some(reason.as_str())),
     };
     let changed = tx
         .prepare_cached(
@@ -515,15 +559,16 @@ fn settle(tx: &Connection, now: Timestamp, s: &Settlement) -> Result<bool, TxErr
         return Ok(false);
     }
     tx.prepare_cached(
-        "INSERT INTO delivery_attempts (delivery_id, seq, at_ms, outcome, status, summary)
-         VALUES (?1, (SELECT attempts FROM deliveries WHERE id = ?1), ?2, ?3, ?4, ?5)",
+        "INSERT INTO delivery_attempts (delivery_id, seq, at_ms, outcome, status, summary, consent)
+         VALUES (?1, (SELECT attempts FROM deliveries WHERE id = ?1), ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         s.delivery_id,
         s.attempt.at.millis(),
         s.attempt.outcome,
         s.attempt.status,
-        s.attempt.summary
+        s.attempt.summary,
+        s.attempt.consent
     ])?;
     Ok(true)
 }

@@ -9,6 +9,7 @@
 pub mod dedup;
 pub mod ledger;
 pub mod outbox;
+pub mod people;
 pub mod quarantine;
 
 use async_trait::async_trait;
@@ -96,7 +97,7 @@ macro_rules! store_test_suite {
     ($store:ty) => {
         mod conformance {
             use super::*;
-            use crate::testsuite::{dedup, ledger, outbox, quarantine};
+            use crate::testsuite::{dedup, ledger, outbox, people, quarantine};
 
             macro_rules! case {
                 ($module:ident :: $name:ident) => {
@@ -124,6 +125,10 @@ macro_rules! store_test_suite {
             case!(outbox::claims_are_exclusive_across_workers);
             case!(outbox::an_expired_lease_is_reclaimable_and_the_old_holder_cannot_settle);
             case!(outbox::a_retry_waits_for_its_time_and_a_dead_letter_keeps_every_attempt);
+            case!(people::a_later_server_event_of_the_visitor_gets_the_remembered_click_ids);
+            case!(people::click_ids_follow_identify_links_and_expire);
+            case!(people::revocation_withholds_pending_deliveries_and_later_arrivals);
+            case!(people::replay_requeues_stopped_deliveries_by_filter_but_not_expired_ones);
             case!(quarantine::quarantined_events_are_listed_and_filtered);
             case!(quarantine::a_successful_replay_resolves_the_quarantine_row);
             case!(quarantine::a_failed_replay_keeps_the_row_open_with_the_new_reason);

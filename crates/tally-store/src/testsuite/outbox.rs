@@ -34,6 +34,7 @@ fn attempt(outcome: &str, when: Timestamp) -> AttemptRecord {
         outcome: outcome.into(),
         status: Some(503),
         summary: format!("{outcome} at {when}"),
+        consent: Some("ad_storage=granted".into()),
     }
 }
 
