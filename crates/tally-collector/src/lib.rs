@@ -7,6 +7,7 @@
 pub mod api_error;
 pub mod body;
 pub mod config;
+pub mod delivery;
 pub mod metrics;
 pub mod pipeline;
 pub mod routes;
@@ -21,7 +22,7 @@ pub use state::CollectorState;
 
 /// The collector's routes.
 pub fn router(state: CollectorState) -> Router {
-    use routes::{admin, events, health};
+    use routes::{admin, consent, events, health};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -38,6 +39,10 @@ pub fn router(state: CollectorState) -> Router {
         .route("/v1/quarantine", get(admin::quarantine))
         .route("/v1/quarantine/replay", post(admin::replay))
         .route("/v1/stats/dedup", get(admin::dedup_stats))
+        .route("/v1/destinations", get(admin::destinations))
+        .route("/v1/deliveries", get(admin::deliveries))
+        .route("/v1/deliveries/replay", post(admin::replay_deliveries))
+        .route("/v1/consent/revoke", post(consent::revoke))
         // Body limits are enforced per door after decompression (see `body::read`).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tally_core::dedup::{Candidate, MatchedBy};
 
 use crate::body::RawEvent;
+use crate::delivery::DeliveryPlanner;
 use tally_core::event::SourceKind;
 use tally_core::parse::{
     IDENTIFY_EVENT, ParseContext, ParseLimits, parse_event, parse_event_owned, scrub_for_quarantine,
@@ -98,6 +99,8 @@ pub struct Pipeline {
     pub limits: ParseLimits,
     /// Largest single event, in bytes.
     pub max_event_bytes: usize,
+    /// Which destinations new events go to.
+    pub delivery: Arc<DeliveryPlanner>,
 }
 
 enum Slot {
@@ -207,7 +210,7 @@ impl Pipeline {
         }
         match self.plan_candidate(parsed) {
             Ok(candidate) => {
-                items.push(IngestItem::event(candidate, None));
+                items.push(self.delivery.item(candidate, None, received_at));
                 Slot::Stored {
                     item: items.len() - 1,
                     event_id,
@@ -272,7 +275,8 @@ impl Pipeline {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            let items: Vec<IngestItem> = page.iter().map(|row| self.replay_item(row)).collect();
+            let items: Vec<IngestItem> =
+                page.iter().map(|row| self.replay_item(row, now)).collect();
             let outcomes = self.store.ingest(now, items).await?;
             for (row, outcome) in page.iter().zip(outcomes) {
                 summary.examined += 1;
@@ -283,7 +287,10 @@ impl Pipeline {
                         summary.still_quarantined += 1;
                         summary.still_failing_ids.push(row.id);
                     }
-                    IngestOutcome::Claimed(_) | IngestOutcome::Settled { .. } => {
+                    IngestOutcome::Claimed(_)
+                    | IngestOutcome::Settled { .. }
+                    | IngestOutcome::Revoked { .. }
+                    | IngestOutcome::Replayed { .. } => {
                         unreachable!("replay sends no outbox items")
                     }
                 }
@@ -292,7 +299,7 @@ impl Pipeline {
         Ok(summary)
     }
 
-    fn replay_item(&self, row: &QuarantineRecord) -> IngestItem {
+    fn replay_item(&self, row: &QuarantineRecord, now: Timestamp) -> IngestItem {
         let event = match &row.body {
             QuarantineBody::Event { event } => Ok((**event).clone()),
             QuarantineBody::Input { input, identity } => {
@@ -319,7 +326,7 @@ impl Pipeline {
             self.plan_candidate(e).map_err(|refused| refused.1)
         });
         match candidate {
-            Ok(candidate) => IngestItem::event(candidate, Some(row.id)),
+            Ok(candidate) => self.delivery.item(candidate, Some(row.id), now),
             Err(rejection) => IngestItem::Requarantine {
                 id: row.id,
                 rejection,
@@ -383,7 +390,10 @@ fn finish(slot: Slot, outcomes: &[IngestOutcome]) -> EventResult {
             quarantined: true,
             ..base
         },
-        IngestOutcome::Claimed(_) | IngestOutcome::Settled { .. } => {
+        IngestOutcome::Claimed(_)
+        | IngestOutcome::Settled { .. }
+        | IngestOutcome::Revoked { .. }
+        | IngestOutcome::Replayed { .. } => {
             unreachable!("the pipeline sends no outbox items")
         }
     }

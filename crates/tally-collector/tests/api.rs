@@ -18,8 +18,8 @@ use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan};
 use tally_core::secret::Secret;
 use tally_core::timestamp::Timestamp;
 use tally_store::{
-    EventDedupStats, IngestItem, IngestOutcome, LedgerEntry, QuarantineFilter, QuarantineRecord,
-    Store, StoreError,
+    DeliveryState, DeliverySummary, DestinationStats, EventDedupStats, IngestItem, IngestOutcome,
+    LedgerEntry, QuarantineFilter, QuarantineRecord, Store, StoreError,
 };
 
 /// A store whose disk is "full" until told otherwise.
@@ -49,6 +49,17 @@ impl Store for FlakyStore {
     async fn dedup_stats(&self, _: Timestamp) -> Result<Vec<EventDedupStats>, StoreError> {
         Ok(Vec::new())
     }
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn deliveries_in_state(
+        &self,
+        _: DeliveryState,
+        _: Option<String>,
+        _: u32,
+    ) -> Result<Vec<DeliverySummary>, StoreError> {
+        Ok(Vec::new())
+    }
     async fn ready(&self) -> Result<(), StoreError> {
         if self.broken.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("database or disk is full".into()))
@@ -75,6 +86,7 @@ fn app(store: Arc<FlakyStore>) -> axum::Router {
             plan: Arc::new(plan),
             limits: ingest.parse_limits(),
             max_event_bytes: ingest.max_event_bytes,
+            delivery: Arc::default(),
         },
         sources: Sources::new(vec![SourceConfig {
             name: "backend".into(),

@@ -9,6 +9,7 @@
 //! - time is a [`timestamp::Timestamp`] in Unix milliseconds (UTC), whatever the input form was.
 
 pub mod clock;
+pub mod consent;
 pub mod currency;
 pub mod dedup;
 pub mod event;
@@ -19,8 +20,10 @@ pub mod parse;
 pub mod plan;
 pub mod rejection;
 pub mod retry;
+pub mod route;
 pub mod secret;
 pub mod segment;
+pub mod tcf;
 pub mod timestamp;
 
 pub use rejection::{Rejection, Warning};

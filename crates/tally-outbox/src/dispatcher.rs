@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_core::clock::Clock;
+use tally_core::consent::{ConsentPolicy, Resolved, Verdict};
 use tally_core::retry::{Disposition, Next, RetryPolicy};
+use tally_core::route::Route;
 use tally_core::timestamp::Timestamp;
 use tally_destinations::{Destination, Outgoing};
-use tally_store::{AttemptRecord, Settlement, Store};
+use tally_store::{AttemptRecord, ClaimedDelivery, Settlement, Store};
 
 use crate::OutboxError;
 
@@ -22,6 +24,20 @@ pub struct DispatcherConfig {
     pub idle_poll: Duration,
     /// Retry schedule.
     pub retry: RetryPolicy,
+    /// Which events go out under which name and value, and the consent they need.
+    pub route: Route,
+    /// What to assume for events without consent state.
+    pub consent: ConsentPolicy,
+}
+
+/// A destination's request budget, shared by its dispatchers.
+pub type RequestLimiter = governor::DefaultDirectRateLimiter;
+
+/// A budget of `per_second` requests per second (bursts up to the same number).
+pub fn request_limiter(per_second: std::num::NonZeroU32) -> Arc<RequestLimiter> {
+    Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+        per_second,
+    )))
 }
 
 /// One destination's dispatcher.
@@ -30,6 +46,7 @@ pub struct Dispatcher {
     destination: Arc<dyn Destination>,
     clock: Arc<dyn Clock>,
     config: DispatcherConfig,
+    limiter: Option<Arc<RequestLimiter>>,
 }
 
 impl Dispatcher {
@@ -45,11 +62,20 @@ impl Dispatcher {
             destination,
             clock,
             config,
+            limiter: None,
         }
     }
 
-    /// Claims one batch of due deliveries, sends it and settles every delivery in it. Returns
-    /// how many deliveries were attempted (0 when nothing was due).
+    /// Shares `limiter` (requests per second to this destination) with the destination's
+    /// other dispatchers.
+    pub fn with_limiter(mut self, limiter: Arc<RequestLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Claims one batch of due deliveries, decides each one's consent, sends those that may go
+    /// and settles every delivery in the batch. Returns how many deliveries were settled (0
+    /// when nothing was due).
     ///
     /// # Errors
     /// When the store cannot lease or record, or the destination answers the wrong number of
@@ -71,29 +97,90 @@ impl Dispatcher {
         if batch.is_empty() {
             return Ok(0);
         }
-        let outgoing: Vec<Outgoing<'_>> = batch
-            .iter()
-            .map(|d| Outgoing {
-                event: &d.event,
-                name: &d.event.name,
-                value: d.event.value,
-                identifiers: true,
-                test: d.event.test,
-            })
-            .collect();
-        let results = self.destination.send(&outgoing).await;
-        if results.len() != batch.len() {
-            return Err(OutboxError::ResultCount {
-                destination: self.destination.name().to_owned(),
-                sent: batch.len(),
-                answered: results.len(),
+        let route = &self.config.route;
+        let mut settlements = Vec::with_capacity(batch.len());
+        let mut outgoing: Vec<Outgoing<'_>> = Vec::with_capacity(batch.len());
+        let mut sent: Vec<(&ClaimedDelivery, String)> = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            let event = &delivery.event;
+            let consent = Resolved::new(
+                &event.consent,
+                event.user.identity.country.as_deref(),
+                &self.config.consent,
+            );
+            let mut audit = consent.audit();
+            let stop = |next: Next, outcome: &str, audit: String| Settlement {
+                delivery_id: delivery.delivery_id,
+                owner: self.config.owner.clone(),
+                attempt: AttemptRecord {
+                    at: now,
+                    outcome: outcome.to_owned(),
+                    status: None,
+                    summary: match &next {
+                        Next::DeadLetter(r) | Next::NeedsFix(r) | Next::Withheld(r) => r.clone(),
+                        _ => String::new(),
+                    },
+                    consent: Some(audit),
+                },
+                next,
+            };
+            if now > delivery.deadline {
+                settlements.push(stop(
+                    Next::DeadLetter(format!(
+                        "the platform accepts this event only until {}; not sent",
+                        delivery.deadline
+                    )),
+                    "dead",
+                    audit,
+                ));
+                continue;
+            }
+            let Some(name) = route.platform_name(&event.name) else {
+                settlements.push(stop(
+                    Next::NeedsFix(format!(
+                        "`{}` is not mapped for this destination any more; map it in `events` and replay",
+                        event.name
+                    )),
+                    "needs_fix",
+                    audit,
+                ));
+                continue;
+            };
+            let identifiers = match consent.decide(&route.consent) {
+                Verdict::Withhold(reason) => {
+                    settlements.push(stop(Next::Withheld(reason), "withheld", audit));
+                    continue;
+                }
+                Verdict::Send => true,
+                Verdict::SendWithoutIdentifiers(note) => {
+                    audit.push_str("; ");
+                    audit.push_str(&note);
+                    false
+                }
+            };
+            outgoing.push(Outgoing {
+                event,
+                name,
+                value: route.value(event),
+                identifiers,
+                test: event.test || route.test_mode,
             });
+            sent.push((delivery, audit));
         }
-        let settled_at = self.clock.now();
-        let settlements: Vec<Settlement> = batch
-            .iter()
-            .zip(results)
-            .map(|(delivery, (disposition, summary))| {
+        if !outgoing.is_empty() {
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            let results = self.destination.send(&outgoing).await;
+            if results.len() != outgoing.len() {
+                return Err(OutboxError::ResultCount {
+                    destination: self.destination.name().to_owned(),
+                    sent: outgoing.len(),
+                    answered: results.len(),
+                });
+            }
+            let settled_at = self.clock.now();
+            for ((delivery, audit), (disposition, summary)) in sent.into_iter().zip(results) {
                 let next = self.config.retry.next(
                     &disposition,
                     delivery.attempts + 1,
@@ -101,16 +188,7 @@ impl Dispatcher {
                     delivery.deadline,
                     rand::random::<f64>(),
                 );
-                if let Next::DeadLetter(reason) | Next::NeedsFix(reason) = &next {
-                    tracing::warn!(
-                        destination = %self.destination.name(),
-                        delivery_id = delivery.delivery_id,
-                        event_id = %delivery.event.event_id,
-                        reason = %reason,
-                        "Delivery stopped."
-                    );
-                }
-                Settlement {
+                settlements.push(Settlement {
                     delivery_id: delivery.delivery_id,
                     owner: self.config.owner.clone(),
                     next,
@@ -119,17 +197,30 @@ impl Dispatcher {
                         outcome: outcome_name(&disposition).to_owned(),
                         status: summary.status,
                         summary: summary.text,
+                        consent: Some(audit),
                     },
-                }
-            })
-            .collect();
-        let applied = self.store.settle(settled_at, settlements).await?;
+                });
+            }
+        }
+        for s in &settlements {
+            if let Next::DeadLetter(reason) | Next::NeedsFix(reason) = &s.next {
+                tracing::warn!(
+                    destination = %self.destination.name(),
+                    delivery_id = s.delivery_id,
+                    reason = %reason,
+                    "Delivery stopped."
+                );
+            }
+        }
+        let count = settlements.len();
+        let applied = self.store.settle(self.clock.now(), settlements).await?;
         let stale = applied.iter().filter(|a| !**a).count();
         if stale > 0 {
-            // Our lease expired mid-attempt and another dispatcher took over; its record wins.
-            tracing::warn!(destination = %self.destination.name(), stale, "Settlements after an expired lease were ignored.");
+            // Our lease expired mid-attempt (another dispatcher took over) or the delivery was
+            // withheld by a revocation meanwhile; the store's record wins.
+            tracing::warn!(destination = %self.destination.name(), stale, "Settlements no longer holding the lease were ignored.");
         }
-        Ok(batch.len())
+        Ok(count)
     }
 
     /// Dispatches until `shutdown` resolves: back to back while work is due, polling at

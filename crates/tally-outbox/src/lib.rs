@@ -8,13 +8,20 @@
 //! - a crashed dispatcher's leases expire and another instance takes the deliveries over;
 //! - each destination has its own dispatcher, so a slow or dead one delays no other.
 //!
-//! Not here: what a platform's request looks like (connectors), HTTP, consent decisions.
+//! Before sending, each claimed delivery is checked against the destination's [`Route`]
+//! (still mapped? past the platform's deadline?) and its consent ([`Resolved::decide`]):
+//! withheld deliveries are settled without a request, with the consent they were judged under.
+//!
+//! Not here: what a platform's request looks like (connectors), HTTP.
+//!
+//! [`Route`]: tally_core::route::Route
+//! [`Resolved::decide`]: tally_core::consent::Resolved::decide
 
 mod dispatcher;
 mod error;
 #[cfg(test)]
 mod tests;
 
-pub use dispatcher::{Dispatcher, DispatcherConfig};
+pub use dispatcher::{Dispatcher, DispatcherConfig, RequestLimiter, request_limiter};
 pub use error::OutboxError;
 pub use tally_destinations::{AttemptSummary, Destination};

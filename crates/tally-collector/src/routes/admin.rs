@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_core::timestamp::Timestamp;
-use tally_store::{QuarantineFilter, QuarantineStatus};
+use tally_store::{DeliveryState, QuarantineFilter, QuarantineStatus, ReplayFilter};
 
 use super::events::bearer;
 use crate::api_error::ApiError;
@@ -168,4 +168,115 @@ pub async fn dedup_stats(
         })
         .collect();
     Ok(Json(json!({"since": since, "events": events})))
+}
+
+fn parse_time(field: &'static str, s: Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    let Some(s) = s else { return Ok(None) };
+    let v = s
+        .parse::<i64>()
+        .map(Value::from)
+        .unwrap_or(Value::String(s));
+    Timestamp::from_json(&v)
+        .map(Some)
+        .map_err(|e| ApiError::BadQuery {
+            code: field,
+            message: e.to_string(),
+        })
+}
+
+/// `GET /v1/destinations`: deliveries per destination and state; `withheld` is the consent gap.
+pub async fn destinations(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let stats = state
+        .pipeline
+        .store
+        .destination_stats()
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({"destinations": stats})))
+}
+
+/// Query of `GET /v1/deliveries`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    /// `dead` (default), `needs_fix`, `withheld`, `pending` or `delivered`.
+    pub state: Option<String>,
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Page size (≤ 1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/deliveries?state=dead`: dead letters (or other states), most recent first.
+pub async fn deliveries(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let wanted = query.state.as_deref().unwrap_or("dead");
+    let delivery_state = DeliveryState::parse(wanted).ok_or_else(|| ApiError::BadQuery {
+        code: "invalid_state",
+        message: format!(
+            "state `{wanted}` is not one of dead, needs_fix, withheld, pending, delivered"
+        ),
+    })?;
+    let rows = state
+        .pipeline
+        .store
+        .deliveries_in_state(
+            delivery_state,
+            query.destination,
+            query.limit.unwrap_or(100).min(1000),
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({"deliveries": rows})))
+}
+
+/// Body of `POST /v1/deliveries/replay`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryReplayRequest {
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Only this event.
+    pub event_id: Option<String>,
+    /// Events from this time (RFC 3339 or Unix time).
+    pub since: Option<String>,
+    /// Events before this time.
+    pub until: Option<String>,
+    /// Also deliveries withheld for consent.
+    #[serde(default)]
+    pub include_withheld: bool,
+}
+
+/// `POST /v1/deliveries/replay`: dead-lettered and needs-fix deliveries back in the queue.
+pub async fn replay_deliveries(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    body: Option<Json<DeliveryReplayRequest>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let filter = ReplayFilter {
+        destination: request.destination,
+        event_id: request.event_id,
+        since: parse_time("invalid_since", request.since)?,
+        until: parse_time("invalid_until", request.until)?,
+        include_withheld: request.include_withheld,
+    };
+    let (requeued, expired) = state
+        .pipeline
+        .store
+        .replay_deliveries(state.clock.now(), filter)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(
+        json!({"requeued": requeued, "past_deadline": expired}),
+    ))
 }

@@ -2,5 +2,6 @@
 //! health and metrics endpoints.
 
 pub mod admin;
+pub mod consent;
 pub mod events;
 pub mod health;

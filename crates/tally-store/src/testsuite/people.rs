@@ -79,7 +79,10 @@ pub async fn a_later_server_event_of_the_visitor_gets_the_remembered_click_ids<S
     let e = &store.ledger("p-1").await.unwrap()[0].event;
     assert_eq!(e.user.click_ids.gclid.as_deref(), Some("G-1"));
     assert_eq!(e.user.click_ids.fbclid.as_deref(), Some("F-1"));
-    assert_eq!(e.user.click_ids.fbp.as_deref(), Some("fb.1.1763600000000.1098115397"));
+    assert_eq!(
+        e.user.click_ids.fbp.as_deref(),
+        Some("fb.1.1763600000000.1098115397")
+    );
     assert_eq!(
         e.user.click_ids.clicked_at,
         Some(at(-30_000)),
