@@ -12,7 +12,7 @@ use crate::{AttemptSummary, DestinationError};
 pub const SUMMARY_CHARS: usize = 300;
 
 /// Most response bytes read (platform answers are small; a huge one is cut, not buffered).
-pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The client every connector uses: rustls with the web PKI roots, no redirects (platform APIs
 /// do not redirect, and following one could reach a private address), bounded timeouts.

@@ -18,6 +18,7 @@ use tally_core::retry::Disposition;
 
 pub mod error;
 pub mod http;
+pub mod registry;
 pub mod split;
 
 pub mod ga4;
@@ -27,6 +28,7 @@ pub mod tiktok;
 pub mod webhook;
 
 pub use error::DestinationError;
+pub use registry::{KINDS, build, default_events, validate};
 
 /// A platform connector as the dispatcher sees it.
 #[async_trait]

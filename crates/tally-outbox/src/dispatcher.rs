@@ -8,7 +8,7 @@ use tally_core::consent::{ConsentPolicy, Resolved, Verdict};
 use tally_core::retry::{Disposition, Next, RetryPolicy};
 use tally_core::route::Route;
 use tally_core::timestamp::Timestamp;
-use tally_destinations::{Destination, Outgoing};
+use tally_destinations::{AttemptSummary, Destination, Outgoing};
 use tally_store::{AttemptRecord, ClaimedDelivery, Settlement, Store};
 
 use crate::OutboxError;
@@ -18,7 +18,8 @@ use crate::OutboxError;
 pub struct DispatcherConfig {
     /// This dispatcher's identity in leases (unique per process and destination).
     pub owner: String,
-    /// How long a claimed delivery stays leased if the dispatcher dies mid-attempt.
+    /// How long a claimed delivery stays leased if the dispatcher dies mid-attempt; a send is
+    /// abandoned (and retried) after three quarters of it, so no lease expires mid-send.
     pub lease: Duration,
     /// How long to wait between polls when nothing is due.
     pub idle_poll: Duration,
@@ -45,7 +46,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     destination: Arc<dyn Destination>,
     clock: Arc<dyn Clock>,
-    config: DispatcherConfig,
+    pub(crate) config: DispatcherConfig,
     limiter: Option<Arc<RequestLimiter>>,
 }
 
@@ -171,7 +172,30 @@ impl Dispatcher {
             if let Some(limiter) = &self.limiter {
                 limiter.until_ready().await;
             }
-            let results = self.destination.send(&outgoing).await;
+            // A send that outlives its lease could be claimed and sent again by another
+            // dispatcher; give up well before, and retry (platforms dedup by event ID).
+            let budget = self.config.lease.mul_f64(0.75);
+            let results = match tokio::time::timeout(budget, self.destination.send(&outgoing)).await
+            {
+                Ok(results) => results,
+                Err(_) => {
+                    let reason = format!(
+                        "sending took longer than {budget:?} (three quarters of the lease); retrying"
+                    );
+                    let summary = AttemptSummary::new(None, reason.clone());
+                    vec![
+                        (
+                            Disposition::Retry {
+                                reason,
+                                retry_after: None,
+                                overloaded: true,
+                            },
+                            summary,
+                        );
+                        outgoing.len()
+                    ]
+                }
+            };
             if results.len() != outgoing.len() {
                 return Err(OutboxError::ResultCount {
                     destination: self.destination.name().to_owned(),

@@ -634,3 +634,38 @@ impl Destination for SwitchableDestination {
             .collect()
     }
 }
+
+/// Never answers.
+struct Hanging;
+
+#[async_trait]
+impl Destination for Hanging {
+    fn name(&self) -> &str {
+        "hanging"
+    }
+    fn max_batch(&self) -> usize {
+        10
+    }
+    async fn send(&self, _: &[Outgoing<'_>]) -> Vec<(Disposition, AttemptSummary)> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_send_that_would_outlive_its_lease_is_abandoned_and_retried() {
+    let h = Harness::new();
+    h.accept("slow-1", &["hanging"], 7 * 86_400_000).await;
+    let mut dispatcher = h.dispatcher(Arc::new(Hanging), "w1");
+    // A lease short enough to run out in the test (the default is minutes).
+    dispatcher.config.lease = Duration::from_millis(40);
+    assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+    let d = h.delivery("slow-1", "hanging").await;
+    assert_eq!(d.state, DeliveryState::Pending);
+    assert!(
+        d.attempts[0]
+            .summary
+            .contains("three quarters of the lease"),
+        "{:?}",
+        d.attempts[0]
+    );
+}

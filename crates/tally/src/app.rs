@@ -9,11 +9,14 @@ use hyper_util::rt::TokioIo;
 use tower::Service;
 
 use anyhow::{Context, bail};
+use tally_collector::delivery::DeliveryPlanner;
 use tally_collector::metrics::Metrics;
 use tally_collector::pipeline::Pipeline;
 use tally_collector::sources::Sources;
 use tally_collector::{CollectorState, router};
 use tally_core::clock::{Clock, SystemClock};
+use tally_core::retry::RetryPolicy;
+use tally_outbox::{Dispatcher, DispatcherConfig, request_limiter};
 use tally_store::Store;
 use tally_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -28,6 +31,10 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The collector state (pipeline for replay).
     pub state: CollectorState,
+    /// One or more dispatchers per destination, started by [`serve`].
+    pub dispatchers: Vec<Dispatcher>,
+    /// How long shutdown waits for dispatchers to finish the round they are in.
+    pub dispatcher_grace: Duration,
 }
 
 /// Opens the store named by the config.
@@ -49,14 +56,27 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-/// Builds the application on an opened store.
-pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> App {
+/// Builds the application on an opened store: the collector and a dispatcher per destination.
+///
+/// # Errors
+/// When a destination's connector cannot be built.
+pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let delivery = DeliveryPlanner {
+        routes: config
+            .destinations
+            .iter()
+            .map(|d| d.route.clone())
+            .collect(),
+        click_id_ttl_ms: (config.delivery.click_id_ttl_days as i64).saturating_mul(86_400_000),
+    };
     let pipeline = Pipeline {
         store: store.clone(),
         plan: Arc::new(config.plan.clone()),
         limits: config.ingest.parse_limits(),
         max_event_bytes: config.ingest.max_event_bytes,
+        delivery: Arc::new(delivery),
     };
+    let dispatchers = dispatchers(config, &store, &clock)?;
     let state = CollectorState {
         pipeline,
         sources: Sources::new(config.sources.clone()),
@@ -65,11 +85,55 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> A
         clock,
         metrics: Arc::new(Metrics::default()),
     };
-    App {
+    Ok(App {
         router: router(state.clone()),
         store,
         state,
+        dispatchers,
+        dispatcher_grace: Duration::from_secs(config.delivery.request_timeout_secs + 1),
+    })
+}
+
+fn dispatchers(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Vec<Dispatcher>> {
+    let client = tally_destinations::http::client(Duration::from_secs(
+        config.delivery.request_timeout_secs,
+    ))?;
+    // Lease owners must differ between processes sharing a store.
+    let node = uuid::Uuid::new_v4().simple().to_string();
+    let mut out = Vec::new();
+    for d in &config.destinations {
+        let destination =
+            tally_destinations::build(&d.kind, &d.name, d.settings.clone(), &client, clock.clone())
+                .with_context(|| format!("destination `{}`", d.name))?;
+        let limiter = d
+            .max_requests_per_second
+            .and_then(std::num::NonZeroU32::new)
+            .map(request_limiter);
+        for i in 0..d.concurrency {
+            let dispatcher = Dispatcher::new(
+                store.clone(),
+                destination.clone(),
+                clock.clone(),
+                DispatcherConfig {
+                    owner: format!("{}/{}/{i}", &node[..12], d.name),
+                    lease: Duration::from_secs(config.delivery.lease_secs),
+                    idle_poll: Duration::from_millis(config.delivery.idle_poll_ms),
+                    retry: RetryPolicy::default(),
+                    route: d.route.clone(),
+                    consent: config.consent.clone(),
+                },
+            );
+            out.push(match &limiter {
+                Some(l) => dispatcher.with_limiter(l.clone()),
+                None => dispatcher,
+            });
+        }
     }
+    Ok(out)
 }
 
 /// How long a client may take to send a request's headers before its connection is closed
@@ -89,6 +153,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (stop_dispatchers, stopping) = tokio::sync::watch::channel(false);
+    let running: Vec<_> = app
+        .dispatchers
+        .into_iter()
+        .map(|d| {
+            let mut stopping = stopping.clone();
+            tokio::spawn(d.run(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }))
+        })
+        .collect();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -125,6 +200,9 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    // Dispatchers finish the round they are in (a lease covers any that do not).
+    let _ = stop_dispatchers.send(true);
+    let _ = tokio::time::timeout(app.dispatcher_grace, futures::future::join_all(running)).await;
     app.store.close().await;
     Ok(())
 }
@@ -136,7 +214,7 @@ pub async fn serve(
 /// When the store cannot be opened or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config)?;
-    let app = build(&config, store, Arc::new(SystemClock));
+    let app = build(&config, store, Arc::new(SystemClock))?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -146,11 +224,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(source = %s.name, "Source uses a demo key from the default config; replace it before production.");
         }
     }
-    if !config.destinations.is_empty() {
-        tracing::warn!(
-            count = config.destinations.len(),
-            "Destinations are declared but this version does not deliver yet."
-        );
+    for d in &config.destinations {
+        tracing::info!(destination = %d.name, kind = %d.kind, events = ?d.route.events, test_mode = d.route.test_mode, "Delivering.");
     }
     println!("tally listening on http://{addr}");
     tracing::info!(%addr, store = ?config.store, "Serving.");

@@ -1,5 +1,6 @@
 //! The CLI commands other than `serve`: `init`, `config check`, `ledger`, `quarantine`,
-//! `replay --quarantine`. Each returns the exit code to use: 0 ok, 1 "ran but found problems".
+//! `replay --quarantine`, `replay --dead-letters`, `test-conversion`. Each returns the exit
+//! code to use: 0 ok, 1 "ran but found problems".
 
 use std::io::Write;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tally_core::clock::{Clock, SystemClock};
 use tally_store::sqlite::SqliteStore;
-use tally_store::{LedgerEntry, QuarantineFilter, QuarantineStatus};
+use tally_store::{LedgerEntry, QuarantineFilter, QuarantineStatus, ReplayFilter};
 
 use crate::config::{self, Config, DEFAULT_TOML, Overrides, StoreSettings};
 
@@ -232,6 +233,9 @@ fn print_entry(out: &mut impl Write, entry: &LedgerEntry) -> std::io::Result<()>
         for a in &d.attempts {
             let status = a.status.map(|s| format!(" HTTP {s}")).unwrap_or_default();
             writeln!(out, "    {} {}{}: {}", a.at, a.outcome, status, a.summary)?;
+            if let Some(consent) = &a.consent {
+                writeln!(out, "      consent {consent}")?;
+            }
         }
     }
     Ok(())
@@ -277,7 +281,7 @@ pub async fn quarantine(
 /// When the store cannot be opened or written.
 pub async fn replay_quarantine(config: &Config, filter: QuarantineFilter) -> anyhow::Result<i32> {
     let store = crate::app::open_store(config)?;
-    let app = crate::app::build(config, store.clone(), Arc::new(SystemClock));
+    let app = crate::app::build(config, store.clone(), Arc::new(SystemClock))?;
     let filter = QuarantineFilter {
         status: Some(QuarantineStatus::Open),
         ..filter
@@ -294,4 +298,32 @@ pub async fn replay_quarantine(config: &Config, filter: QuarantineFilter) -> any
         summary.examined, summary.accepted, summary.duplicates, summary.still_quarantined
     );
     Ok(if summary.still_quarantined > 0 { 1 } else { 0 })
+}
+
+/// `tally replay --dead-letters`: puts dead-lettered and needs-fix deliveries back in the
+/// queue (after a fix); the running server's dispatchers pick them up.
+///
+/// # Errors
+/// When the store cannot be opened or written.
+pub async fn replay_dead_letters(config: &Config, filter: ReplayFilter) -> anyhow::Result<i32> {
+    let store = crate::app::open_store(config)?;
+    let result = store.replay_deliveries(SystemClock.now(), filter).await;
+    store.close().await;
+    let (requeued, expired) = result?;
+    println!(
+        "requeued {requeued} delivery(ies); {expired} left dead because the platform no longer accepts them"
+    );
+    Ok(0)
+}
+
+/// Reads a time given on the command line (RFC 3339, or Unix seconds or milliseconds).
+///
+/// # Errors
+/// When it is neither.
+pub fn parse_time(s: &str) -> anyhow::Result<tally_core::timestamp::Timestamp> {
+    let v = s
+        .parse::<i64>()
+        .map(serde_json::Value::from)
+        .unwrap_or_else(|_| serde_json::Value::String(s.to_owned()));
+    tally_core::timestamp::Timestamp::from_json(&v).map_err(|e| anyhow::anyhow!("`{s}`: {e}"))
 }

@@ -10,17 +10,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tally_collector::config::{IngestConfig, SourceConfig};
+use tally_core::consent::{ConsentNeeds, ConsentPolicy, Signal};
 use tally_core::event::SourceKind;
 use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan, UnplannedPolicy};
+use tally_core::route::Route;
 use tally_core::secret::Secret;
 use tally_store::sqlite::SqliteConfig;
 use toml::{Table, Value};
 
 /// The commented default config, built into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/tally.default.toml");
-
-/// Destination kinds tally knows.
-pub const DESTINATION_KINDS: &[&str] = &["meta_capi", "google_ads", "ga4", "tiktok", "webhook"];
 
 /// One thing wrong with a config.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,13 +93,39 @@ pub enum LogFormat {
     Json,
 }
 
-/// A declared destination (delivered by the outbox once it exists).
+/// A configured destination: its connector settings and its routing rules.
 #[derive(Clone, Debug)]
 pub struct DestinationDecl {
-    /// Name.
+    /// Name (deliveries are keyed by it).
     pub name: String,
-    /// Kind.
+    /// Kind (`meta_capi`, ...).
     pub kind: String,
+    /// Which events go there, how, and under which consent.
+    pub route: Route,
+    /// Dispatchers working on it at once.
+    pub concurrency: usize,
+    /// Request budget per second (`None`: unlimited).
+    pub max_requests_per_second: Option<u32>,
+    /// The connector's own keys (endpoint, credentials, ...), validated by its builder.
+    pub settings: Table,
+}
+
+/// `[delivery]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// How long a delivery waits for the browser/server twin of its event.
+    pub join_window_secs: u64,
+    /// How long a dispatcher holds claimed deliveries before another may take them.
+    pub lease_secs: u64,
+    /// How often an idle dispatcher looks for due deliveries.
+    pub idle_poll_ms: u64,
+    /// Timeout of one request to a platform.
+    pub request_timeout_secs: u64,
+    /// Dispatchers per destination unless the destination says otherwise.
+    pub concurrency: usize,
+    /// How long a visitor's click IDs are attached to their later events.
+    pub click_id_ttl_days: u64,
 }
 
 /// The validated config.
@@ -122,8 +147,12 @@ pub struct Config {
     pub plan: TrackingPlan,
     /// Sources.
     pub sources: Vec<SourceConfig>,
-    /// Destinations declared.
+    /// Destinations.
     pub destinations: Vec<DestinationDecl>,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+    /// What to assume for events without consent state.
+    pub consent: ConsentPolicy,
     /// Logging.
     pub log: LogConfig,
 }
@@ -165,6 +194,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "sources",
     "events",
     "destinations",
+    "delivery",
+    "consent",
 ];
 
 /// Loads and validates the config from `file` (if any), the process environment and flags.
@@ -476,7 +507,8 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
     let log: Option<LogConfig> = section(&table, "log", problems);
     let sources: Vec<SourceConfig> = list(&table, "sources", problems);
     let events: Vec<EventPlanConfig> = list(&table, "events", problems);
-    let destinations = resolve_destinations(&table, problems);
+    let delivery: Option<DeliveryConfig> = section(&table, "delivery", problems);
+    let consent = resolve_consent(&table, problems);
 
     validate_sources(&sources, problems);
     if let Some(i) = &ingest {
@@ -541,6 +573,31 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
         }
         _ => None,
     };
+    let destinations = match (&plan, &delivery) {
+        (Some(plan), Some(delivery)) => resolve_destinations(&table, plan, delivery, problems),
+        _ => Vec::new(),
+    };
+    if let Some(d) = &delivery {
+        if d.lease_secs.saturating_mul(3) / 4 <= d.request_timeout_secs {
+            problems.push(problem(
+                "delivery.lease_secs",
+                format!(
+                    "must be well above request_timeout_secs ({}): a send is abandoned after three quarters of the lease",
+                    d.request_timeout_secs
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("lease_secs", d.lease_secs),
+            ("idle_poll_ms", d.idle_poll_ms),
+            ("request_timeout_secs", d.request_timeout_secs),
+            ("concurrency", d.concurrency as u64),
+        ] {
+            if v == 0 {
+                problems.push(problem(format!("delivery.{key}"), "must be greater than 0"));
+            }
+        }
+    }
     Some(Config {
         listen: listen?,
         data_dir: data_dir?,
@@ -551,6 +608,8 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
         plan: plan?,
         sources,
         destinations,
+        delivery: delivery?,
+        consent: consent?,
         log: log?,
     })
 }
@@ -611,7 +670,61 @@ fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
     }
 }
 
-fn resolve_destinations(table: &Table, problems: &mut Vec<Problem>) -> Vec<DestinationDecl> {
+/// The keys every destination has; the rest belong to its connector.
+const COMMON_DESTINATION_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "enabled",
+    "events",
+    "value_property",
+    "consent",
+    "test_mode",
+    "concurrency",
+    "max_requests_per_second",
+    "join_window_secs",
+    "max_age_days",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    name: String,
+    kind: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    events: Option<BTreeMap<String, String>>,
+    value_property: Option<String>,
+    #[serde(default)]
+    consent: RawConsentNeeds,
+    #[serde(default)]
+    test_mode: bool,
+    concurrency: Option<usize>,
+    max_requests_per_second: Option<u32>,
+    join_window_secs: Option<u64>,
+    max_age_days: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsentNeeds {
+    requires: Option<Vec<String>>,
+    without_identifiers: Option<Vec<String>>,
+    tcf_vendor_id: Option<u16>,
+}
+
+/// Events older than this are not sent to a destination kind without its own limit (a webhook).
+const DEFAULT_MAX_AGE_DAYS: u64 = 30;
+
+fn resolve_destinations(
+    table: &Table,
+    plan: &TrackingPlan,
+    delivery: &DeliveryConfig,
+    problems: &mut Vec<Problem>,
+) -> Vec<DestinationDecl> {
     let Some(value) = table.get("destinations") else {
         return Vec::new();
     };
@@ -623,29 +736,187 @@ fn resolve_destinations(table: &Table, problems: &mut Vec<Problem>) -> Vec<Desti
         return Vec::new();
     };
     let mut out = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let key = format!("destinations[{i}]");
         let Some(t) = item.as_table() else {
             problems.push(problem(&key, "must be a table"));
             continue;
         };
-        let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
-        let kind = t.get("kind").and_then(Value::as_str).unwrap_or_default();
-        if name.is_empty() {
-            problems.push(problem(format!("{key}.name"), "is required"));
-        }
-        if !DESTINATION_KINDS.contains(&kind) {
+        let (common, settings): (Table, Table) = t
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| COMMON_DESTINATION_KEYS.contains(&k.as_str()));
+        let Some(raw) = deserialize::<RawDestination>(Value::Table(common), &key, problems) else {
+            continue;
+        };
+        if raw.name.trim().is_empty() {
+            problems.push(problem(format!("{key}.name"), "must not be empty"));
+        } else if let Some(prev) = names.insert(raw.name.clone(), i) {
             problems.push(problem(
-                format!("{key}.kind"),
-                format!("`{kind}` is not one of {}", DESTINATION_KINDS.join(", ")),
+                format!("{key}.name"),
+                format!("`{}` is also the name of destinations[{prev}]", raw.name),
             ));
         }
+        if !tally_destinations::KINDS.contains(&raw.kind.as_str()) {
+            problems.push(problem(
+                format!("{key}.kind"),
+                format!(
+                    "`{}` is not one of {}",
+                    raw.kind,
+                    tally_destinations::KINDS.join(", ")
+                ),
+            ));
+            continue;
+        }
+        if let Err(e) = tally_destinations::validate(&raw.kind, &raw.name, settings.clone()) {
+            match e {
+                tally_destinations::DestinationError::Config { key: k, message } => {
+                    problems.push(problem(format!("{key}.{k}"), message));
+                }
+                other => problems.push(problem(&key, other.to_string())),
+            }
+        }
+        let events: BTreeMap<String, String> = match raw.events {
+            Some(map) => {
+                for (event, platform) in &map {
+                    if plan.event(event).is_none() {
+                        problems.push(problem(
+                            format!("{key}.events.{event}"),
+                            "is not an event in the tracking plan ([[events]])",
+                        ));
+                    }
+                    if platform.trim().is_empty() {
+                        problems.push(problem(
+                            format!("{key}.events.{event}"),
+                            "needs the platform's event name",
+                        ));
+                    }
+                }
+                map
+            }
+            None => tally_destinations::default_events(&raw.kind)
+                .iter()
+                .filter(|(ours, _)| plan.event(ours).is_some_and(|e| e.config.conversion))
+                .map(|(ours, theirs)| ((*ours).to_owned(), (*theirs).to_owned()))
+                .collect(),
+        };
+        let value_properties = events
+            .keys()
+            .filter_map(|event| {
+                let property = raw
+                    .value_property
+                    .clone()
+                    .or_else(|| plan.event(event)?.config.value_property.clone())?;
+                Some((event.clone(), property))
+            })
+            .collect();
+        let mut consent = ConsentNeeds::for_kind(&raw.kind);
+        let mut signals = |list: Option<Vec<String>>, field: &str| -> Option<Vec<Signal>> {
+            let list = list?;
+            let mut out = Vec::new();
+            for (j, name) in list.iter().enumerate() {
+                match Signal::parse(name) {
+                    Some(s) => out.push(s),
+                    None => problems.push(problem(
+                        format!("{key}.consent.{field}[{j}]"),
+                        format!(
+                            "`{name}` is not one of ad_storage, analytics_storage, ad_user_data, ad_personalization"
+                        ),
+                    )),
+                }
+            }
+            Some(out)
+        };
+        if let Some(required) = signals(raw.consent.requires, "requires") {
+            consent.required = required;
+        }
+        if let Some(stripped) = signals(raw.consent.without_identifiers, "without_identifiers") {
+            consent.identifiers_need = stripped;
+        }
+        consent.tcf_vendor_id = raw.consent.tcf_vendor_id;
+        let max_age = match raw.max_age_days {
+            Some(days) => Duration::from_secs(days * 86_400),
+            None => tally_core::retry::acceptance_window(&raw.kind)
+                .unwrap_or(Duration::from_secs(DEFAULT_MAX_AGE_DAYS * 86_400)),
+        };
+        let concurrency = raw.concurrency.unwrap_or(delivery.concurrency);
+        if concurrency == 0 {
+            problems.push(problem(format!("{key}.concurrency"), "must be at least 1"));
+        }
+        if raw.max_requests_per_second == Some(0) {
+            problems.push(problem(
+                format!("{key}.max_requests_per_second"),
+                "must be at least 1 (or unset for no limit)",
+            ));
+        }
+        if !raw.enabled {
+            continue;
+        }
         out.push(DestinationDecl {
-            name: name.to_owned(),
-            kind: kind.to_owned(),
+            route: Route {
+                destination: raw.name.clone(),
+                kind: raw.kind.clone(),
+                events,
+                value_properties,
+                consent,
+                test_mode: raw.test_mode,
+                join_window_ms: (raw.join_window_secs.unwrap_or(delivery.join_window_secs) as i64)
+                    .saturating_mul(1000),
+                max_age_ms: max_age.as_millis() as i64,
+            },
+            name: raw.name,
+            kind: raw.kind,
+            concurrency: concurrency.max(1),
+            max_requests_per_second: raw.max_requests_per_second,
+            settings,
         });
     }
     out
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsent {
+    default: String,
+    #[serde(default)]
+    regions: BTreeMap<String, String>,
+}
+
+fn resolve_consent(table: &Table, problems: &mut Vec<Problem>) -> Option<ConsentPolicy> {
+    let raw: RawConsent = section(table, "consent", problems)?;
+    let granted = |value: &str, key: String, problems: &mut Vec<Problem>| match value {
+        "granted" => Some(true),
+        "denied" => Some(false),
+        other => {
+            problems.push(problem(
+                key,
+                format!("`{other}` is not \"granted\" or \"denied\""),
+            ));
+            None
+        }
+    };
+    let default_granted = granted(&raw.default, "consent.default".into(), problems);
+    let mut regions = BTreeMap::new();
+    for (region, value) in &raw.regions {
+        let region = region.to_ascii_lowercase();
+        let key = format!("consent.regions.{region}");
+        if region != "eea" && !(region.len() == 2 && region.bytes().all(|b| b.is_ascii_lowercase()))
+        {
+            problems.push(problem(
+                &key,
+                "must be a two-letter country code (\"de\") or \"eea\"",
+            ));
+            continue;
+        }
+        if let Some(g) = granted(value, key, problems) {
+            regions.insert(region, g);
+        }
+    }
+    Some(ConsentPolicy {
+        default_granted: default_granted?,
+        regions,
+    })
 }
 
 #[cfg(test)]

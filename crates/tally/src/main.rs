@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tally::config::{self, Overrides};
-use tally::{app, cli, telemetry};
-use tally_store::{QuarantineFilter, QuarantineStatus};
+use tally::{app, cli, telemetry, test_conversion};
+use tally_store::{QuarantineFilter, QuarantineStatus, ReplayFilter};
 
 // The ingest path allocates many small strings per event; mimalloc's thread-local free lists
 // cut that cost measurably against glibc malloc (docs/BENCHMARKS.md).
@@ -33,7 +33,7 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the collector (and, as they land, the dispatcher and dashboard).
+    /// Run the collector and a dispatcher per destination.
     Serve {
         /// Address to listen on (overrides `listen`).
         #[arg(long)]
@@ -79,17 +79,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-run stored events through the current config.
+    /// Re-run quarantined events through the current plan, or re-send stopped deliveries.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["quarantine", "dead_letters"])))]
     Replay {
         /// Replay quarantined events through the current tracking plan.
-        #[arg(long, required = true)]
+        #[arg(long)]
         quarantine: bool,
-        /// Only this reason code.
+        /// Put dead-lettered and needs-fix deliveries back in the queue (after a fix).
         #[arg(long)]
+        dead_letters: bool,
+        /// Quarantine: only this reason code.
+        #[arg(long, requires = "quarantine")]
         code: Option<String>,
-        /// Only this event name.
-        #[arg(long)]
+        /// Quarantine: only this event name.
+        #[arg(long, requires = "quarantine")]
         event: Option<String>,
+        /// Dead letters: only this destination.
+        #[arg(long, requires = "dead_letters")]
+        destination: Option<String>,
+        /// Dead letters: only this event ID.
+        #[arg(long, requires = "dead_letters")]
+        event_id: Option<String>,
+        /// Dead letters: only events from this time (RFC 3339 or Unix time).
+        #[arg(long, requires = "dead_letters")]
+        since: Option<String>,
+        /// Dead letters: only events before this time.
+        #[arg(long, requires = "dead_letters")]
+        until: Option<String>,
+        /// Dead letters: also deliveries withheld for consent.
+        #[arg(long, requires = "dead_letters")]
+        include_withheld: bool,
+    },
+    /// Send a browser and a server copy of one synthetic purchase through the running tally in
+    /// each destination's test mode and report, per destination, whether it arrived once with
+    /// the right value, deduplicated, and under which consent. Exit 1 on any failure.
+    TestConversion {
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// The running tally (default: http://<listen> from the config).
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the deliveries.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
 }
 
@@ -165,21 +198,54 @@ fn run(args: Args) -> anyhow::Result<i32> {
             current_thread()?.block_on(cli::quarantine(&config, filter, json))
         }
         Command::Replay {
-            quarantine: _,
+            quarantine,
+            dead_letters: _,
             code,
             event,
+            destination,
+            event_id,
+            since,
+            until,
+            include_withheld,
         } => {
             let config = load(&overrides)?;
             telemetry::init(&config.log);
-            let filter = QuarantineFilter {
-                code,
-                event_name: event,
-                ..Default::default()
-            };
-            tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .build()?
-                .block_on(cli::replay_quarantine(&config, filter))
+                .build()?;
+            if quarantine {
+                let filter = QuarantineFilter {
+                    code,
+                    event_name: event,
+                    ..Default::default()
+                };
+                return runtime.block_on(cli::replay_quarantine(&config, filter));
+            }
+            let filter = ReplayFilter {
+                destination,
+                event_id,
+                since: since.as_deref().map(cli::parse_time).transpose()?,
+                until: until.as_deref().map(cli::parse_time).transpose()?,
+                include_withheld,
+            };
+            runtime.block_on(cli::replay_dead_letters(&config, filter))
+        }
+        Command::TestConversion {
+            destination,
+            url,
+            timeout,
+        } => {
+            let config = load(&overrides)?;
+            let test = test_conversion::TestConversion {
+                url: url.unwrap_or_else(|| format!("http://{}", config.listen)),
+                destination,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            current_thread()?.block_on(test_conversion::run(
+                &config,
+                &test,
+                &mut std::io::stdout().lock(),
+            ))
         }
     }
 }

@@ -168,6 +168,11 @@ impl FakeMeta {
         self.server.request_count()
     }
 
+    /// Waits (at most `within`) until at least `n` requests have arrived; returns whether they did.
+    pub async fn wait_for(&self, n: usize, within: std::time::Duration) -> bool {
+        self.server.wait_for(n, within).await
+    }
+
     /// Accepted live events, first copies only, in arrival order.
     pub fn received(&self) -> Vec<Value> {
         self.lock().accepted.clone()

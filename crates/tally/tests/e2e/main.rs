@@ -13,5 +13,7 @@ mod cli;
 mod crash_recovery;
 /// Dedup and merge over HTTP, including 50 simultaneous copies of one event.
 mod dedup;
+/// Delivery to the fake platforms: join window, consent, revocation, replay, test-conversion.
+mod delivery;
 /// Ingest through every door: results in order, Segment mapping, gzip, CORS, rate limits.
 mod ingest;

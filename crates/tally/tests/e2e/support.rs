@@ -20,6 +20,8 @@ pub const BROWSER_KEY: &str = "pk_web_demo";
 /// A tally running in this process.
 pub struct TestApp {
     pub url: String,
+    /// The config it runs with.
+    pub config: config::Config,
     pub client: reqwest::Client,
     pub dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -59,7 +61,7 @@ impl TestApp {
     pub async fn start_in(dir: TempDir, extra_toml: &str, clock: Arc<dyn Clock>) -> TestApp {
         let config = config_with(extra_toml, dir.path());
         let store = tally::app::open_store(&config).expect("store");
-        let app = tally::app::build(&config, store, clock);
+        let app = tally::app::build(&config, store, clock).expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -70,6 +72,7 @@ impl TestApp {
         }));
         TestApp {
             url,
+            config,
             client: reqwest::Client::new(),
             dir,
             shutdown: Some(tx),
@@ -102,6 +105,88 @@ impl TestApp {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// POST JSON with the admin token.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs a browser copy to `/v1/collect` from an allowed origin.
+    pub async fn collect(&self, event: &Value) -> (u16, Value) {
+        let mut body = event.clone();
+        body["key"] = Value::String(BROWSER_KEY.into());
+        self.post_raw(
+            "/v1/collect",
+            body.to_string().into_bytes(),
+            &[
+                ("origin", "http://localhost:8000"),
+                ("content-type", "text/plain"),
+                ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) tally-e2e"),
+            ],
+        )
+        .await
+    }
+
+    /// The ledger entry of `event_id` (panics when there is none).
+    pub async fn ledger(&self, event_id: &str) -> Value {
+        let (status, body) = self.admin_get(&format!("/v1/ledger/{event_id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["events"][0].clone()
+    }
+
+    /// Polls the ledger (every 20 ms, at most `within`) until `destination`'s delivery of
+    /// `event_id` is in `state`; returns the delivery.
+    pub async fn wait_for_delivery(
+        &self,
+        event_id: &str,
+        destination: &str,
+        state: &str,
+        within: std::time::Duration,
+    ) -> Value {
+        self.wait_for_delivery_where(event_id, destination, state, within, |d| {
+            d["state"] == state
+        })
+        .await
+    }
+
+    /// Polls the ledger (every 20 ms, at most `within`) until `destination`'s delivery of
+    /// `event_id` satisfies `done` (described by `what` in the failure message).
+    pub async fn wait_for_delivery_where(
+        &self,
+        event_id: &str,
+        destination: &str,
+        what: &str,
+        within: std::time::Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (status, body) = self.admin_get(&format!("/v1/ledger/{event_id}")).await;
+            let delivery = body["events"][0]["deliveries"]
+                .as_array()
+                .and_then(|ds| ds.iter().find(|d| d["destination"] == destination).cloned());
+            if let Some(d) = &delivery
+                && done(d)
+            {
+                return d.clone();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "{destination} delivery of {event_id} never reached {what}: {status} {body}"
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// GET with the admin token.
