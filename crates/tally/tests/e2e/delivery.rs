@@ -308,3 +308,117 @@ async fn test_conversion_passes_against_the_fakes_and_fails_when_one_drops_the_e
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_conversion_passes_through_every_connector_in_test_mode() {
+    use tally_testkit::fakes::{
+        data_manager::FakeDataManager, ga4::FakeGa4, tiktok::FakeTikTok, webhook::FakeWebhook,
+    };
+    let meta = FakeMeta::start(PIXEL, META_TOKEN).await;
+    let google = FakeDataManager::start("google-oauth-token").await;
+    let ga4 = FakeGa4::start("G-TEST123", "ga4-api-secret").await;
+    let tiktok = FakeTikTok::start("CTIKTOKPIXEL1", "tiktok-token-1").await;
+    let hook = FakeWebhook::start("webhook-signing-secret-0123").await;
+    let config = format!(
+        r#"{meta}
+[[destinations]]
+name = "google"
+kind = "google_ads"
+customer_id = "123-456-7890"
+conversion_action_id = "555"
+access_token = "google-oauth-token"
+endpoint = "{google}"
+
+[[destinations]]
+name = "ga4"
+kind = "ga4"
+measurement_id = "G-TEST123"
+api_secret = "ga4-api-secret"
+endpoint = "{ga4}"
+
+[[destinations]]
+name = "tiktok"
+kind = "tiktok"
+pixel_code = "CTIKTOKPIXEL1"
+access_token = "tiktok-token-1"
+endpoint = "{tiktok}"
+
+[[destinations]]
+name = "crm"
+kind = "webhook"
+url = "{hook}"
+secret = "webhook-signing-secret-0123"
+allow_private_networks = true
+"#,
+        meta = meta_config(&meta, 1),
+        google = google.url(),
+        ga4 = ga4.url(),
+        tiktok = tiktok.url(),
+        hook = hook.url(),
+    );
+    let app = TestApp::start_with(&config, Arc::new(SystemClock)).await;
+    let test = tally::test_conversion::TestConversion {
+        url: app.url.clone(),
+        destination: None,
+        timeout: WAIT,
+    };
+    let mut out = Vec::new();
+    let code = tally::test_conversion::run(&app.config, &test, &mut out)
+        .await
+        .unwrap();
+    let report = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{report}");
+    for name in ["meta", "google", "ga4", "tiktok", "crm"] {
+        assert!(
+            report.contains(&format!("PASS {name}:")),
+            "{name}: {report}"
+        );
+    }
+    // Test mode everywhere: nothing reached live reporting.
+    assert!(meta.received().is_empty() && tiktok.received().is_empty());
+    assert!(google.received().is_empty() && ga4.received().is_empty());
+    assert_eq!(google.validated().len(), 1, "sent with validateOnly");
+    assert_eq!(tiktok.test_events("TALLY_TEST").len(), 1);
+    let hooked = hook.received();
+    assert_eq!(hooked.len(), 1);
+    assert_eq!(hooked[0]["delivery"]["test"], true);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_server_purchase_carries_the_visitor_s_remembered_click() {
+    let meta = FakeMeta::start(PIXEL, META_TOKEN).await;
+    let clock = manual_clock_at_now();
+    let app = TestApp::start_with(&meta_config(&meta, 0), clock.clone()).await;
+    let clicked = clock.now().millis() - 60_000;
+    let (_, body) = app
+        .collect(&json!({
+            "event": "page_view", "event_id": "landing-1",
+            "user": {"anonymous_id": "v-9",
+                     "click_ids": {"fbclid": "IwAR-landing", "clicked_at": clicked}},
+            "page": {"url": "https://shop.example/?fbclid=IwAR-landing"},
+        }))
+        .await;
+    assert_eq!(statuses(&body), ["accepted"]);
+
+    // Two days later the backend reports the purchase, knowing only the visitor's ID.
+    clock.advance_ms(2 * 86_400_000);
+    meta.set_now(clock.now());
+    app.post(
+        "/v1/events",
+        &server_purchase(
+            "late-1",
+            json!({"anonymous_id": "v-9", "user_agent": "Mozilla/5.0"}),
+            granted(),
+        ),
+    )
+    .await;
+    app.wait_for_delivery("late-1", "meta", "delivered", WAIT)
+        .await;
+    let e = &meta.received()[0];
+    assert_eq!(
+        e["user_data"]["fbc"],
+        format!("fb.1.{clicked}.IwAR-landing")
+    );
+    app.stop().await;
+}
