@@ -20,6 +20,51 @@ pub enum BatchAnswer {
     Rejected(Disposition, AttemptSummary),
 }
 
+impl BatchAnswer {
+    /// Replaces `secret` wherever the platform echoed it back (some echo the token in error
+    /// messages), so no reason or summary kept in the ledger holds it.
+    pub fn redact(self, secret: &str) -> BatchAnswer {
+        if secret.is_empty() {
+            return self;
+        }
+        let clean = |text: String| text.replace(secret, "[redacted]");
+        let clean_result = |(disposition, summary): (Disposition, AttemptSummary)| {
+            let disposition = match disposition {
+                Disposition::Succeeded => Disposition::Succeeded,
+                Disposition::Retry {
+                    reason,
+                    retry_after,
+                    overloaded,
+                } => Disposition::Retry {
+                    reason: clean(reason),
+                    retry_after,
+                    overloaded,
+                },
+                Disposition::Dead { reason } => Disposition::Dead {
+                    reason: clean(reason),
+                },
+                Disposition::NeedsFix { reason } => Disposition::NeedsFix {
+                    reason: clean(reason),
+                },
+            };
+            let summary = AttemptSummary {
+                text: clean(summary.text),
+                ..summary
+            };
+            (disposition, summary)
+        };
+        match self {
+            BatchAnswer::PerEvent(results) => {
+                BatchAnswer::PerEvent(results.into_iter().map(clean_result).collect())
+            }
+            BatchAnswer::Rejected(disposition, summary) => {
+                let (disposition, summary) = clean_result((disposition, summary));
+                BatchAnswer::Rejected(disposition, summary)
+            }
+        }
+    }
+}
+
 /// Sends `batch` with `send`, splitting refused requests until each refusal belongs to one
 /// event. Returns one result per event, in order.
 pub async fn isolate<'a, F, Fut>(
@@ -164,6 +209,22 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(dead, bad);
+    }
+
+    #[test]
+    fn redaction_removes_an_echoed_secret_everywhere() {
+        let answer = BatchAnswer::Rejected(
+            Disposition::NeedsFix {
+                reason: "token tok-123 is invalid".into(),
+            },
+            AttemptSummary::new(Some(401), "HTTP 401: bad tok-123"),
+        )
+        .redact("tok-123");
+        let BatchAnswer::Rejected(Disposition::NeedsFix { reason }, summary) = answer else {
+            panic!("shape kept")
+        };
+        assert_eq!(reason, "token [redacted] is invalid");
+        assert_eq!(summary.text, "HTTP 401: bad [redacted]");
     }
 
     #[tokio::test]

@@ -236,47 +236,7 @@ impl Connector {
             Ok(response) => response::classify(&response, batch.len()),
             Err(failure) => BatchAnswer::PerEvent(http::same_for_all(batch.len(), failure)),
         };
-        self.redact(answer)
-    }
-
-    /// Removes the token from anything TikTok echoed back, so no reason or summary holds it.
-    fn redact(&self, answer: BatchAnswer) -> BatchAnswer {
-        let token = self.token.expose();
-        let clean = |text: String| text.replace(token, "[redacted]");
-        let clean_result = |(disposition, summary): (Disposition, AttemptSummary)| {
-            let disposition = match disposition {
-                Disposition::Succeeded => Disposition::Succeeded,
-                Disposition::Retry {
-                    reason,
-                    retry_after,
-                    overloaded,
-                } => Disposition::Retry {
-                    reason: clean(reason),
-                    retry_after,
-                    overloaded,
-                },
-                Disposition::Dead { reason } => Disposition::Dead {
-                    reason: clean(reason),
-                },
-                Disposition::NeedsFix { reason } => Disposition::NeedsFix {
-                    reason: clean(reason),
-                },
-            };
-            let summary = AttemptSummary {
-                text: clean(summary.text),
-                ..summary
-            };
-            (disposition, summary)
-        };
-        match answer {
-            BatchAnswer::PerEvent(results) => {
-                BatchAnswer::PerEvent(results.into_iter().map(clean_result).collect())
-            }
-            BatchAnswer::Rejected(disposition, summary) => {
-                let (disposition, summary) = clean_result((disposition, summary));
-                BatchAnswer::Rejected(disposition, summary)
-            }
-        }
+        answer.redact(self.token.expose())
     }
 }
 

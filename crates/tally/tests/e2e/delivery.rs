@@ -164,6 +164,20 @@ async fn consent_denied_for_ads_sends_nothing_to_meta_and_is_counted() {
     let (_, stats) = app.admin_get("/v1/destinations").await;
     assert_eq!(stats["destinations"][0]["destination"], "meta");
     assert_eq!(stats["destinations"][0]["withheld"], 1);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tally_outbox_deliveries{destination=\"meta\",state=\"withheld\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"));
     app.stop().await;
 }
 
