@@ -18,6 +18,7 @@ use tally_core::retry::Disposition;
 
 pub mod error;
 pub mod http;
+pub mod properties;
 pub mod registry;
 pub mod split;
 

@@ -11,6 +11,7 @@ use tally_core::identity::{is_sha256_hex, sha256_hex};
 use tally_core::money;
 
 use crate::Outgoing;
+use crate::properties;
 
 /// The request body for `batch`, all for the web pixel `pixel_code`.
 pub(super) fn request_body(
@@ -110,7 +111,7 @@ pub(super) fn properties(outgoing: &Outgoing<'_>) -> Map<String, Value> {
     if let Some(currency) = &event.currency {
         out.insert("currency".into(), currency.as_str().into());
     }
-    if let Some(order_id) = event.properties.get("order_id").and_then(id_text) {
+    if let Some(order_id) = properties::order_id(event) {
         out.insert("order_id".into(), order_id.into());
     }
     let contents = contents(event);
@@ -125,33 +126,20 @@ pub(super) fn properties(outgoing: &Outgoing<'_>) -> Map<String, Value> {
 /// `quantity`, `price`); items without an id are left out, and so are quantities and prices that
 /// are not numbers.
 fn contents(event: &Event) -> Vec<Value> {
-    let Some(Value::Array(items)) = event.properties.get("items") else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| {
-            let id = item.get("id").and_then(id_text)?;
+    properties::items(event)
+        .into_iter()
+        .map(|item| {
             let mut content = Map::new();
-            content.insert("content_id".into(), id.into());
-            if let Some(quantity) = item.get("quantity").and_then(Value::as_u64) {
+            content.insert("content_id".into(), item.id.into());
+            if let Some(quantity) = item.quantity {
                 content.insert("quantity".into(), quantity.into());
             }
-            if let Some(price) = item.get("price").and_then(|p| money::parse_value(p).ok()) {
-                content.insert("price".into(), money::value_to_json(&price));
+            if let Some(price) = &item.price {
+                content.insert("price".into(), money::value_to_json(price));
             }
-            Some(Value::Object(content))
+            Value::Object(content)
         })
         .collect()
-}
-
-/// An identifier given as a non-empty string or a number, as text.
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
