@@ -982,6 +982,76 @@ mod tests {
     }
 
     #[test]
+    fn destinations_are_checked_key_by_key_including_the_connector_s_own() {
+        let file = r#"
+            [delivery]
+            lease_secs = 20
+            [consent]
+            default = "maybe"
+            regions = { europe = "denied", fr = "denied" }
+            [[destinations]]
+            name = "meta"
+            kind = "meta_capi"
+            pixel_id = "not-digits"
+            access_token = "EAAB-secret-token"
+            events = { purchase = "Purchase", refund = "Refund" }
+            consent = { requires = ["ad_clicks"] }
+            [[destinations]]
+            name = "meta"
+            kind = "ga4"
+            measurement_id = "G-ABC123"
+            api_secret = "s"
+            colour = "blue"
+        "#;
+        let err = load_from(Some(("f", file)), &env(&[]), &Overrides::default()).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "delivery.lease_secs",
+            "consent.default",
+            "consent.regions.europe",
+            "destinations[0].pixel_id",
+            "destinations[0].events.refund",
+            "destinations[0].consent.requires[0]",
+            "destinations[1].name",
+            "destinations[1].colour",
+        ] {
+            assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+        }
+        assert!(!keys.contains(&"consent.regions.fr"));
+        assert!(!err.to_string().contains("EAAB-secret-token"), "{err}");
+    }
+
+    #[test]
+    fn a_destination_without_events_gets_the_kind_s_names_for_the_plan_s_conversions() {
+        let file = r#"
+            [[destinations]]
+            name = "tiktok"
+            kind = "tiktok"
+            pixel_code = "CABC123"
+            access_token = "t"
+            [[destinations]]
+            name = "off"
+            kind = "webhook"
+            url = "https://hooks.example/tally"
+            secret = "0123456789abcdef"
+            enabled = false
+        "#;
+        let c = load_from(Some(("f", file)), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.destinations.len(), 1, "a disabled destination is not run");
+        let route = &c.destinations[0].route;
+        assert_eq!(route.platform_name("purchase"), Some("CompletePayment"));
+        assert_eq!(route.platform_name("lead"), Some("SubmitForm"));
+        assert_eq!(
+            route.platform_name("add_to_cart"),
+            None,
+            "not a conversion in the default plan"
+        );
+        assert_eq!(route.join_window_ms, 5_000);
+        assert_eq!(route.max_age_ms, 7 * 86_400_000);
+        assert_eq!(route.consent, ConsentNeeds::for_kind("tiktok"));
+    }
+
+    #[test]
     fn reports_every_problem_with_its_key_and_never_a_secret() {
         let file = r#"
             listen = "nowhere"
