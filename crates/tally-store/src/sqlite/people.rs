@@ -1,7 +1,7 @@
 //! Inside the write transaction: who an event is about (for revocation and erasure), the
 //! visitor click-ID memory, revocations and dead-letter replay.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tally_core::event::Event;
 use tally_core::timestamp::Timestamp;
 
@@ -82,46 +82,38 @@ const GROUPS: &[&[&str]] = &[
 /// group, following identify links between anonymous and external IDs. Returns whether
 /// anything was attached.
 pub(super) fn attach_click_ids(tx: &Connection, event: &mut Event) -> Result<bool, TxError> {
-    let mut visitors = visitor_keys(event);
-    if visitors.is_empty() {
+    let anon = event.user.anonymous_id.as_deref();
+    let ext = event.user.identity.external_id.as_deref();
+    if anon.is_none() && ext.is_none() {
         return Ok(false);
     }
-    if let Some(a) = &event.user.anonymous_id {
-        let mut linked = tx.prepare_cached(
-            "SELECT DISTINCT external_id FROM identity_links WHERE anonymous_id = ?1 AND external_id IS NOT NULL",
-        )?;
-        for x in linked.query_map([a], |r| r.get::<_, String>(0))? {
-            visitors.push(format!("ext:{}", x?));
-        }
-    }
-    if let Some(x) = &event.user.identity.external_id {
-        let mut linked = tx.prepare_cached(
-            "SELECT DISTINCT anonymous_id FROM identity_links WHERE external_id = ?1 AND anonymous_id IS NOT NULL",
-        )?;
-        for a in linked.query_map([x], |r| r.get::<_, String>(0))? {
-            visitors.push(format!("anon:{}", a?));
-        }
-    }
-    // Newest click per kind across all of the visitor's keys.
-    let mut remembered: Vec<(String, String, i64)> = Vec::new();
+    // The visitor's keys and those linked to them by identify, in one statement (this runs for
+    // every new event that names a visitor); newest click first, so the first row of a kind wins.
     let mut query = tx.prepare_cached(
-        "SELECT kind, value, clicked_ms FROM visitor_click_ids WHERE visitor = ?1 AND expires_ms > ?2",
+        "SELECT kind, value, clicked_ms FROM visitor_click_ids
+          WHERE expires_ms > ?1 AND visitor IN (
+                SELECT 'anon:' || ?2 UNION SELECT 'ext:' || ?3
+                UNION SELECT 'ext:' || external_id FROM identity_links
+                       WHERE anonymous_id = ?2 AND external_id IS NOT NULL
+                UNION SELECT 'anon:' || anonymous_id FROM identity_links
+                       WHERE external_id = ?3 AND anonymous_id IS NOT NULL)
+          ORDER BY clicked_ms DESC",
     )?;
-    for visitor in &visitors {
-        for row in query.query_map(params![visitor, event.timestamp.millis()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (kind, value, clicked) = row?;
-            match remembered.iter_mut().find(|(k, _, _)| *k == kind) {
-                Some(existing) if existing.2 >= clicked => {}
-                Some(existing) => *existing = (kind, value, clicked),
-                None => remembered.push((kind, value, clicked)),
-            }
+    let mut remembered: Vec<(String, String, i64)> = Vec::new();
+    for row in query.query_map(params![event.timestamp.millis(), anon, ext], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
+        let row = row?;
+        if !remembered.iter().any(|(k, _, _)| *k == row.0) {
+            remembered.push(row);
         }
+    }
+    if remembered.is_empty() {
+        return Ok(false);
     }
     let mut attached = false;
     let click_ids = &mut event.user.click_ids;
@@ -152,14 +144,18 @@ pub(super) fn attach_click_ids(tx: &Connection, event: &mut Event) -> Result<boo
 
 /// When a person the event is about revoked consent at or after the event's time.
 pub(super) fn revoked_at(tx: &Connection, event: &Event) -> Result<Option<Timestamp>, TxError> {
-    let mut latest: Option<i64> = None;
-    for key in person_keys(&event.user) {
-        let at: Option<i64> = tx
-            .prepare_cached("SELECT at_ms FROM revocations WHERE person = ?1")?
-            .query_row([&key], |r| r.get(0))
-            .optional()?;
-        latest = latest.max(at);
+    let keys = person_keys(&event.user);
+    if keys.is_empty() {
+        return Ok(None);
     }
+    // One statement per key count (at most four), each prepared once.
+    let sql = format!(
+        "SELECT MAX(at_ms) FROM revocations WHERE person IN ({})",
+        vec!["?"; keys.len()].join(", ")
+    );
+    let latest: Option<i64> = tx
+        .prepare_cached(&sql)?
+        .query_row(rusqlite::params_from_iter(&keys), |r| r.get(0))?;
     Ok(latest
         .filter(|at| *at >= event.timestamp.millis())
         .map(Timestamp::from_millis))
