@@ -35,6 +35,7 @@ impl DeliveryPlanner {
                     destination: route.destination.clone(),
                     not_before,
                     deadline,
+                    test: event.test || route.test_mode,
                 })
             })
             .collect();

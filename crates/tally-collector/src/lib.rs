@@ -40,6 +40,7 @@ pub fn router(state: CollectorState) -> Router {
         .route("/v1/quarantine/replay", post(admin::replay))
         .route("/v1/stats/dedup", get(admin::dedup_stats))
         .route("/v1/destinations", get(admin::destinations))
+        .route("/v1/destinations/{name}/live", post(admin::go_live))
         .route("/v1/deliveries", get(admin::deliveries))
         .route("/v1/deliveries/replay", post(admin::replay_deliveries))
         .route("/v1/consent/revoke", post(consent::revoke))

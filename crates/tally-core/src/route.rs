@@ -26,6 +26,9 @@ pub struct Route {
     /// Send everything in the platform's test mode (a new destination starts here until a
     /// test conversion passes).
     pub test_mode: bool,
+    /// Live events wait until a test conversion through this destination passed (C8: a new
+    /// destination must not learn from data nobody checked).
+    pub require_test_conversion: bool,
     /// How long after the first copy arrives a delivery waits for its twin, in milliseconds.
     pub join_window_ms: i64,
     /// How long after the event's own time the platform accepts it, in milliseconds.
@@ -92,6 +95,7 @@ mod tests {
             value_properties: BTreeMap::new(),
             consent: ConsentNeeds::default(),
             test_mode: false,
+            require_test_conversion: false,
             join_window_ms: 5_000,
             max_age_ms: 7 * 86_400_000,
         }

@@ -93,6 +93,7 @@ impl Dispatcher {
                 &self.config.owner,
                 lease_until,
                 self.destination.max_batch() as u32,
+                self.config.route.require_test_conversion,
             )
             .await?;
         if batch.is_empty() {

@@ -153,6 +153,7 @@ impl Harness {
                 destination: name.to_string(),
                 not_before: now,
                 deadline: Timestamp::from_millis(now.millis() + deadline_ms),
+                test: false,
             })
             .collect();
         self.store
@@ -213,6 +214,7 @@ fn route(destination: &str, kind: &str) -> Route {
         value_properties: Default::default(),
         consent: ConsentNeeds::for_kind(kind),
         test_mode: false,
+        require_test_conversion: false,
         join_window_ms: 0,
         max_age_ms: 7 * 86_400_000,
     }
@@ -370,6 +372,7 @@ async fn a_crashed_dispatcher_s_deliveries_are_taken_over_after_its_lease() {
             "w1",
             Timestamp::from_millis(h.clock.now().millis() + 60_000),
             10,
+            false,
         )
         .await
         .unwrap();

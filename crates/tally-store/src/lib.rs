@@ -85,7 +85,8 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes queued writes and stops accepting new ones.
     async fn close(&self);
 
-    /// Leases up to `limit` due deliveries of `destination` to `owner` until `lease_until`.
+    /// Leases up to `limit` due deliveries of `destination` to `owner` until `lease_until`;
+    /// with `gated`, live (non-test) deliveries only once the destination is live.
     ///
     /// # Errors
     /// As [`Store::ingest`].
@@ -96,18 +97,43 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         lease_until: Timestamp,
         limit: u32,
+        gated: bool,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let item = IngestItem::Claim {
             destination: destination.to_owned(),
             owner: owner.to_owned(),
             lease_until,
             limit,
+            gated,
         };
         match self.ingest(now, vec![item]).await?.pop() {
             Some(IngestOutcome::Claimed(claimed)) => Ok(claimed),
             other => Err(StoreError::Corrupt {
                 table: "deliveries",
                 message: format!("claim answered {other:?}"),
+            }),
+        }
+    }
+
+    /// Declares `destination` live: its live deliveries may go out from now on.
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    async fn go_live(
+        &self,
+        now: Timestamp,
+        destination: &str,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let item = IngestItem::GoLive {
+            destination: destination.to_owned(),
+            note: note.to_owned(),
+        };
+        match self.ingest(now, vec![item]).await?.pop() {
+            Some(IngestOutcome::Live) => Ok(()),
+            other => Err(StoreError::Corrupt {
+                table: "live_destinations",
+                message: format!("go-live answered {other:?}"),
             }),
         }
     }

@@ -43,6 +43,15 @@ pub enum IngestItem {
         lease_until: Timestamp,
         /// Most deliveries to lease.
         limit: u32,
+        /// Lease live (non-test) deliveries only once the destination is live.
+        gated: bool,
+    },
+    /// Declare a destination live: its live deliveries may go out (a test conversion passed).
+    GoLive {
+        /// Destination name.
+        destination: String,
+        /// Why (which test conversion, or who).
+        note: String,
     },
     /// Record an attempt's result for a delivery leased by `owner`.
     Settle(Settlement),
@@ -103,6 +112,8 @@ pub struct PlannedDelivery {
     pub not_before: Timestamp,
     /// The platform's last accepted moment for this event; later, the delivery dead-letters.
     pub deadline: Timestamp,
+    /// Goes out in the platform's test mode (a test event, or a destination in test mode).
+    pub test: bool,
 }
 
 /// A delivery leased to a dispatcher, with the merged event to send.
@@ -210,6 +221,10 @@ pub struct DestinationStats {
     pub needs_fix: u64,
     /// Not sent for lack of consent.
     pub withheld: u64,
+    /// Since when live events go out (`None`: only test events until a test conversion passes,
+    /// unless the destination does not require one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_since: Option<Timestamp>,
 }
 
 /// One delivery in a listing (dead letters, needs-fix).
@@ -321,6 +336,8 @@ pub enum IngestOutcome {
     Linked,
     /// Deliveries leased (for a `Claim` item).
     Claimed(Vec<ClaimedDelivery>),
+    /// A destination was declared live.
+    Live,
     /// A revocation's effect.
     Revoked {
         /// Pending deliveries cancelled.

@@ -224,12 +224,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(source = %s.name, "Source uses a demo key from the default config; replace it before production.");
         }
     }
+    let live: Vec<String> = app_live_destinations(&app).await;
     for d in &config.destinations {
         tracing::info!(destination = %d.name, kind = %d.kind, events = ?d.route.events, test_mode = d.route.test_mode, "Delivering.");
+        if d.route.require_test_conversion && !live.contains(&d.name) {
+            tracing::warn!(destination = %d.name, "Only test events go out until a test conversion passes: run `tally test-conversion --destination {}`; live events wait meanwhile.", d.name);
+        }
     }
     println!("tally listening on http://{addr}");
     tracing::info!(%addr, store = ?config.store, "Serving.");
     serve(app, listener, shutdown_signal()).await
+}
+
+async fn app_live_destinations(app: &App) -> Vec<String> {
+    match app.store.destination_stats().await {
+        Ok(stats) => stats
+            .into_iter()
+            .filter(|s| s.live_since.is_some())
+            .map(|s| s.destination)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -679,6 +679,7 @@ const COMMON_DESTINATION_KEYS: &[&str] = &[
     "value_property",
     "consent",
     "test_mode",
+    "require_test_conversion",
     "concurrency",
     "max_requests_per_second",
     "join_window_secs",
@@ -698,6 +699,8 @@ struct RawDestination {
     consent: RawConsentNeeds,
     #[serde(default)]
     test_mode: bool,
+    #[serde(default = "yes")]
+    require_test_conversion: bool,
     concurrency: Option<usize>,
     max_requests_per_second: Option<u32>,
     join_window_secs: Option<u64>,
@@ -861,6 +864,7 @@ fn resolve_destinations(
                 value_properties,
                 consent,
                 test_mode: raw.test_mode,
+                require_test_conversion: raw.require_test_conversion,
                 join_window_ms: (raw.join_window_secs.unwrap_or(delivery.join_window_secs) as i64)
                     .saturating_mul(1000),
                 max_age_ms: max_age.as_millis() as i64,

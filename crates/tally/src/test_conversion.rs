@@ -1,7 +1,8 @@
 //! `tally test-conversion`: a browser copy and a server copy of one synthetic purchase sent
 //! through a running tally (the real doors, plan, dedup, merge, consent and dispatchers) in
 //! each destination's test mode, then read back from the ledger: per destination, did it
-//! arrive once, with the right value and currency, deduplicated, under which consent?
+//! arrive once, with the right value and currency, deduplicated, under which consent? A
+//! destination that passes goes live (until then it receives only test events).
 
 use std::io::Write;
 use std::str::FromStr;
@@ -140,6 +141,14 @@ pub async fn run(
                 "PASS {}: arrived once, value {VALUE} {CURRENCY}, deduplicated (2 copies → 1 delivery), consent {consent}",
                 target.name
             )?;
+            if target.route.require_test_conversion {
+                go_live(&client, base, admin.expose(), &target.name, &id).await?;
+                writeln!(
+                    out,
+                    "     {} is live: live events go out from now on",
+                    target.name
+                )?;
+            }
         } else {
             failed = true;
             writeln!(out, "FAIL {}: {}", target.name, problems.join("; "))?;
@@ -240,6 +249,29 @@ async fn ledger(
     let body: Value = response.json().await?;
     let mut entries: Vec<LedgerEntry> = serde_json::from_value(body["events"].clone())?;
     Ok(entries.pop())
+}
+
+async fn go_live(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    destination: &str,
+    test_id: &str,
+) -> anyhow::Result<()> {
+    let response = client
+        .post(format!("{base}/v1/destinations/{destination}/live"))
+        .bearer_auth(admin)
+        .json(&json!({"note": format!("test conversion {test_id} passed")}))
+        .send()
+        .await
+        .context("declaring the destination live")?;
+    if !response.status().is_success() {
+        bail!(
+            "declaring {destination} live answered HTTP {}",
+            response.status()
+        );
+    }
+    Ok(())
 }
 
 fn delivery<'a>(entry: &'a LedgerEntry, destination: &str) -> Option<&'a DeliveryRecord> {

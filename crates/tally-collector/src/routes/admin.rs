@@ -280,3 +280,33 @@ pub async fn replay_deliveries(
         json!({"requeued": requeued, "past_deadline": expired}),
     ))
 }
+
+/// Body of `POST /v1/destinations/{name}/live`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoLiveRequest {
+    /// Why it may go live (a passed test conversion, who checked it).
+    pub note: Option<String>,
+}
+
+/// `POST /v1/destinations/{name}/live`: live events may go to this destination from now on
+/// (`tally test-conversion` calls it when the destination passed).
+pub async fn go_live(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Option<Json<GoLiveRequest>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let note = body
+        .and_then(|Json(b)| b.note)
+        .unwrap_or_else(|| "declared live through the admin API".into());
+    state
+        .pipeline
+        .store
+        .go_live(state.clock.now(), &name, &note)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(destination = %name, note = %note, "Destination is live.");
+    Ok(Json(json!({"destination": name, "live": true})))
+}

@@ -365,6 +365,21 @@ pub(super) fn destination_stats(conn: &Connection) -> Result<Vec<DestinationStat
             None => return Err(corrupt("deliveries", format!("unknown state `{state}`"))),
         }
     }
+    let mut stmt = conn
+        .prepare_cached("SELECT destination, since_ms FROM live_destinations")
+        .map_err(unavailable)?;
+    let mut rows = stmt.query([]).map_err(unavailable)?;
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let destination: String = r.get(0).map_err(unavailable)?;
+        let since = Timestamp::from_millis(r.get(1).map_err(unavailable)?);
+        by_destination
+            .entry(destination.clone())
+            .or_insert_with(|| DestinationStats {
+                destination,
+                ..Default::default()
+            })
+            .live_since = Some(since);
+    }
     Ok(by_destination.into_values().collect())
 }
 

@@ -221,6 +221,7 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
             owner,
             lease_until,
             limit,
+            gated,
         } => Ok(IngestOutcome::Claimed(claim(
             tx,
             now,
@@ -228,7 +229,16 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
             owner,
             *lease_until,
             *limit,
+            *gated,
         )?)),
+        IngestItem::GoLive { destination, note } => {
+            tx.prepare_cached(
+                "INSERT INTO live_destinations (destination, since_ms, note) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination) DO NOTHING",
+            )?
+            .execute(params![destination, now.millis(), note])?;
+            Ok(IngestOutcome::Live)
+        }
         IngestItem::Settle(settlement) => Ok(IngestOutcome::Settled {
             applied: settle(tx, now, settlement)?,
         }),
@@ -342,10 +352,10 @@ fn ingest_event(
             };
             for d in deliveries {
                 tx.prepare_cached(
-                    "INSERT INTO deliveries (event_rowid, destination, state, not_before_ms, deadline_ms, updated_ms, last_reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO deliveries (event_rowid, destination, state, not_before_ms, deadline_ms, updated_ms, last_reason, test)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
-                .execute(params![rowid, d.destination, state, d.not_before.millis(), d.deadline.millis(), now.millis(), reason])?;
+                .execute(params![rowid, d.destination, state, d.not_before.millis(), d.deadline.millis(), now.millis(), reason, d.test])?;
             }
             Ok(IngestOutcome::Accepted)
         }
@@ -503,15 +513,21 @@ fn claim(
     owner: &str,
     lease_until: Timestamp,
     limit: u32,
+    gated: bool,
 ) -> Result<Vec<ClaimedDelivery>, TxError> {
+    let live = !gated
+        || tx
+            .prepare_cached("SELECT 1 FROM live_destinations WHERE destination = ?1")?
+            .exists([destination])?;
     let due: Vec<(i64, i64, u32, i64)> = tx
         .prepare_cached(
             "SELECT id, event_rowid, attempts, deadline_ms FROM deliveries
               WHERE destination = ?1 AND state = 'pending' AND not_before_ms <= ?2
                 AND (leased_until_ms IS NULL OR leased_until_ms <= ?2)
+                AND (?4 OR test = 1)
               ORDER BY not_before_ms, id LIMIT ?3",
         )?
-        .query_map(params![destination, now.millis(), limit], |r| {
+        .query_map(params![destination, now.millis(), limit, live], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<Result<_, _>>()?;

@@ -125,6 +125,7 @@ macro_rules! store_test_suite {
             case!(outbox::claims_are_exclusive_across_workers);
             case!(outbox::an_expired_lease_is_reclaimable_and_the_old_holder_cannot_settle);
             case!(outbox::a_retry_waits_for_its_time_and_a_dead_letter_keeps_every_attempt);
+            case!(outbox::a_gated_claim_takes_only_test_deliveries_until_the_destination_is_live);
             case!(people::a_later_server_event_of_the_visitor_gets_the_remembered_click_ids);
             case!(people::click_ids_follow_identify_links_and_expire);
             case!(people::revocation_withholds_pending_deliveries_and_later_arrivals);

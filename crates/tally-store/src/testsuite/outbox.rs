@@ -23,6 +23,7 @@ fn with_deliveries(item: IngestItem, destinations: &[&str]) -> IngestItem {
                 destination: d.to_string(),
                 not_before: at(5_000),
                 deadline: at(7 * 1440 * MINUTE),
+                test: false,
             })
             .collect(),
     )
@@ -91,7 +92,7 @@ pub async fn nothing_is_claimed_before_the_join_window_and_the_claim_carries_the
         .unwrap();
     assert!(
         store
-            .claim(at(4_999), "meta", "w1", at(MINUTE), 10)
+            .claim(at(4_999), "meta", "w1", at(MINUTE), 10, false)
             .await
             .unwrap()
             .is_empty()
@@ -107,7 +108,7 @@ pub async fn nothing_is_claimed_before_the_join_window_and_the_claim_carries_the
         .await
         .unwrap();
     let claimed = store
-        .claim(at(5_000), "meta", "w1", at(MINUTE), 10)
+        .claim(at(5_000), "meta", "w1", at(MINUTE), 10, false)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -115,7 +116,7 @@ pub async fn nothing_is_claimed_before_the_join_window_and_the_claim_carries_the
     assert_eq!(claimed[0].attempts, 0);
     assert!(
         store
-            .claim(at(5_000), "ga4", "w1", at(MINUTE), 10)
+            .claim(at(5_000), "ga4", "w1", at(MINUTE), 10, false)
             .await
             .unwrap()
             .is_empty(),
@@ -140,7 +141,7 @@ pub async fn claims_are_exclusive_across_workers<S: TestStore>() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .claim(at(5_000), "meta", &format!("w{w}"), at(MINUTE), 15)
+                    .claim(at(5_000), "meta", &format!("w{w}"), at(MINUTE), 15, false)
                     .await
                     .unwrap()
             })
@@ -170,20 +171,20 @@ pub async fn an_expired_lease_is_reclaimable_and_the_old_holder_cannot_settle<S:
         .await
         .unwrap();
     let first = store
-        .claim(at(5_000), "meta", "w1", at(MINUTE), 10)
+        .claim(at(5_000), "meta", "w1", at(MINUTE), 10, false)
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
     assert!(
         store
-            .claim(at(30_000), "meta", "w2", at(2 * MINUTE), 10)
+            .claim(at(30_000), "meta", "w2", at(2 * MINUTE), 10, false)
             .await
             .unwrap()
             .is_empty(),
         "still leased"
     );
     let second = store
-        .claim(at(MINUTE), "meta", "w2", at(2 * MINUTE), 10)
+        .claim(at(MINUTE), "meta", "w2", at(2 * MINUTE), 10, false)
         .await
         .unwrap();
     assert_eq!(second.len(), 1, "w1 crashed; its lease expired");
@@ -212,7 +213,7 @@ pub async fn an_expired_lease_is_reclaimable_and_the_old_holder_cannot_settle<S:
     assert_eq!(d.attempts.len(), 1);
     assert!(
         store
-            .claim(at(10 * MINUTE), "meta", "w3", at(11 * MINUTE), 10)
+            .claim(at(10 * MINUTE), "meta", "w3", at(11 * MINUTE), 10, false)
             .await
             .unwrap()
             .is_empty(),
@@ -233,7 +234,7 @@ pub async fn a_retry_waits_for_its_time_and_a_dead_letter_keeps_every_attempt<S:
         .await
         .unwrap();
     let c = store
-        .claim(at(5_000), "meta", "w1", at(MINUTE), 10)
+        .claim(at(5_000), "meta", "w1", at(MINUTE), 10, false)
         .await
         .unwrap();
     let retry = Settlement {
@@ -245,13 +246,20 @@ pub async fn a_retry_waits_for_its_time_and_a_dead_letter_keeps_every_attempt<S:
     assert_eq!(store.settle(at(6_000), vec![retry]).await.unwrap(), [true]);
     assert!(
         store
-            .claim(at(10 * MINUTE - 1), "meta", "w1", at(11 * MINUTE), 10)
+            .claim(
+                at(10 * MINUTE - 1),
+                "meta",
+                "w1",
+                at(11 * MINUTE),
+                10,
+                false
+            )
             .await
             .unwrap()
             .is_empty()
     );
     let c = store
-        .claim(at(10 * MINUTE), "meta", "w1", at(11 * MINUTE), 10)
+        .claim(at(10 * MINUTE), "meta", "w1", at(11 * MINUTE), 10, false)
         .await
         .unwrap();
     assert_eq!(c[0].attempts, 1);
@@ -274,4 +282,58 @@ pub async fn a_retry_waits_for_its_time_and_a_dead_letter_keeps_every_attempt<S:
     let outcomes: Vec<&str> = d.attempts.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["retry", "dead"]);
     assert_eq!(d.attempts[0].status, Some(503));
+}
+
+pub async fn a_gated_claim_takes_only_test_deliveries_until_the_destination_is_live<
+    S: TestStore,
+>() {
+    let (store, _guard) = S::for_test().await;
+    let planned = |test: bool| {
+        vec![PlannedDelivery {
+            destination: "meta".into(),
+            not_before: NOW,
+            deadline: at(7 * 1440 * MINUTE),
+            test,
+        }]
+    };
+    store
+        .ingest(
+            NOW,
+            vec![
+                purchase("g-live", "1", Server, NOW).with_deliveries(planned(false)),
+                purchase("g-test", "2", Server, NOW).with_deliveries(planned(true)),
+            ],
+        )
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(NOW, "meta", "w1", at(MINUTE), 10, true)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.event.event_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["g-test"],
+        "live events wait for the destination to go live"
+    );
+    assert!(
+        store.destination_stats().await.unwrap()[0]
+            .live_since
+            .is_none()
+    );
+
+    store
+        .go_live(at(1), "meta", "test conversion passed")
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(at(1), "meta", "w1", at(MINUTE), 10, true)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.event.event_id.as_str()).collect();
+    assert_eq!(ids, ["g-live"]);
+    assert_eq!(
+        store.destination_stats().await.unwrap()[0].live_since,
+        Some(at(1))
+    );
 }

@@ -28,6 +28,7 @@ fn deliver_to(item: IngestItem, destinations: &[&str], deadline: Timestamp) -> I
                 destination: d.to_string(),
                 not_before: NOW,
                 deadline,
+                test: false,
             })
             .collect(),
     )
@@ -208,7 +209,7 @@ pub async fn revocation_withholds_pending_deliveries_and_later_arrivals<S: TestS
         .unwrap();
     // r-2's delivery already went out: a revocation cannot recall it.
     let claimed = store
-        .claim(NOW, "meta", "w1", at(MINUTE), 10)
+        .claim(NOW, "meta", "w1", at(MINUTE), 10, false)
         .await
         .unwrap();
     let r2 = claimed.iter().find(|c| c.event.event_id == "r-2").unwrap();
@@ -285,7 +286,7 @@ pub async fn revocation_withholds_pending_deliveries_and_later_arrivals<S: TestS
     };
     assert_eq!(store.settle(at(MINUTE), vec![late]).await.unwrap(), [false]);
     let reclaimed = store
-        .claim(at(2 * MINUTE), "meta", "w2", at(3 * MINUTE), 10)
+        .claim(at(2 * MINUTE), "meta", "w2", at(3 * MINUTE), 10, false)
         .await
         .unwrap();
     let ids: Vec<&str> = reclaimed
@@ -338,7 +339,7 @@ pub async fn replay_requeues_stopped_deliveries_by_filter_but_not_expired_ones<S
     store.ingest(NOW, items).await.unwrap();
     for destination in ["meta", "ga4"] {
         let claimed = store
-            .claim(at(5_000), destination, "w1", at(MINUTE), 10)
+            .claim(at(5_000), destination, "w1", at(MINUTE), 10, false)
             .await
             .unwrap();
         let settlements = claimed
@@ -398,7 +399,7 @@ pub async fn replay_requeues_stopped_deliveries_by_filter_but_not_expired_ones<S
         .unwrap();
     assert_eq!((requeued, expired), (1, 1));
     let claimed = store
-        .claim(at(MINUTE), "meta", "w2", at(2 * MINUTE), 10)
+        .claim(at(MINUTE), "meta", "w2", at(2 * MINUTE), 10, false)
         .await
         .unwrap();
     let mut ids: Vec<&str> = claimed.iter().map(|c| c.event.event_id.as_str()).collect();

@@ -21,7 +21,7 @@ fn sha256(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-fn meta_config(fake: &FakeMeta, join_window_secs: u64) -> String {
+fn meta_config_gated(fake: &FakeMeta, join_window_secs: u64, gated: bool) -> String {
     format!(
         r#"
 [delivery]
@@ -35,9 +35,15 @@ pixel_id = "{PIXEL}"
 access_token = "{META_TOKEN}"
 endpoint = "{}"
 events = {{ purchase = "Purchase" }}
+require_test_conversion = {gated}
 "#,
         fake.url()
     )
+}
+
+/// Meta, live at once (no test conversion required).
+fn meta_config(fake: &FakeMeta, join_window_secs: u64) -> String {
+    meta_config_gated(fake, join_window_secs, false)
 }
 
 fn manual_clock_at_now() -> Arc<ManualClock> {
@@ -396,6 +402,13 @@ allow_private_networks = true
     let hooked = hook.received();
     assert_eq!(hooked.len(), 1);
     assert_eq!(hooked[0]["delivery"]["test"], true);
+    // Every destination that needed a passing test conversion is live now.
+    let (_, stats) = app.admin_get("/v1/destinations").await;
+    for d in stats["destinations"].as_array().unwrap() {
+        if d["destination"] != "meta" {
+            assert!(d["live_since"].is_string(), "{d}");
+        }
+    }
     app.stop().await;
 }
 
@@ -433,6 +446,51 @@ async fn a_later_server_purchase_carries_the_visitor_s_remembered_click() {
     assert_eq!(
         e["user_data"]["fbc"],
         format!("fb.1.{clicked}.IwAR-landing")
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_destination_sends_live_events_only_after_a_test_conversion_passed() {
+    let meta = FakeMeta::start(PIXEL, META_TOKEN).await;
+    let app = TestApp::start_with(&meta_config_gated(&meta, 1, true), Arc::new(SystemClock)).await;
+    app.post(
+        "/v1/events",
+        &server_purchase(
+            "early-1",
+            json!({"email": "jane.doe@example.com", "user_agent": "Mozilla/5.0"}),
+            granted(),
+        ),
+    )
+    .await;
+
+    let test = tally::test_conversion::TestConversion {
+        url: app.url.clone(),
+        destination: Some("meta".into()),
+        timeout: WAIT,
+    };
+    let mut out = Vec::new();
+    let code = tally::test_conversion::run(&app.config, &test, &mut out)
+        .await
+        .unwrap();
+    let report = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("meta is live"), "{report}");
+    // The test event went out while the live purchase waited.
+    assert_eq!(meta.test_events("TALLY_TEST").len(), 1);
+    let first_requests = meta.requests().len();
+    assert_eq!(
+        first_requests, 1,
+        "only the test conversion was sent before going live"
+    );
+
+    app.wait_for_delivery("early-1", "meta", "delivered", WAIT)
+        .await;
+    assert_eq!(meta.received()[0]["event_id"], "early-1");
+    let (_, stats) = app.admin_get("/v1/destinations").await;
+    assert!(
+        stats["destinations"][0]["live_since"].is_string(),
+        "{stats}"
     );
     app.stop().await;
 }
