@@ -506,6 +506,10 @@ fn insert_quarantine(tx: &Connection, q: &NewQuarantine) -> Result<i64, TxError>
 }
 
 /// Leases due, unleased deliveries of one destination, oldest due first.
+///
+/// One statement finds the due deliveries together with their events' bodies (decoded
+/// straight from SQLite's buffer), and one prepared statement leases them: a batch of a
+/// thousand costs no per-delivery body query, body copy or statement-cache lookup.
 fn claim(
     tx: &Connection,
     now: Timestamp,
@@ -519,32 +523,37 @@ fn claim(
         || tx
             .prepare_cached("SELECT 1 FROM live_destinations WHERE destination = ?1")?
             .exists([destination])?;
-    let due: Vec<(i64, i64, u32, i64)> = tx
-        .prepare_cached(
-            "SELECT id, event_rowid, attempts, deadline_ms FROM deliveries
-              WHERE destination = ?1 AND state = 'pending' AND not_before_ms <= ?2
-                AND (leased_until_ms IS NULL OR leased_until_ms <= ?2)
-                AND (?4 OR test = 1)
-              ORDER BY not_before_ms, id LIMIT ?3",
-        )?
-        .query_map(params![destination, now.millis(), limit, live], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut claimed = Vec::with_capacity(due.len());
-    for (id, event_rowid, attempts, deadline) in due {
-        tx.prepare_cached("UPDATE deliveries SET lease_owner = ?2, leased_until_ms = ?3, updated_ms = ?4 WHERE id = ?1")?
-            .execute(params![id, owner, lease_until.millis(), now.millis()])?;
-        let body: String = tx
-            .prepare_cached("SELECT body FROM events WHERE id = ?1")?
-            .query_row([event_rowid], |r| r.get(0))?;
+    let mut due = tx.prepare_cached(
+        "SELECT d.id, d.attempts, d.deadline_ms, e.body FROM deliveries d JOIN events e ON e.id = d.event_rowid
+          WHERE d.destination = ?1 AND d.state = 'pending' AND d.not_before_ms <= ?2
+            AND (d.leased_until_ms IS NULL OR d.leased_until_ms <= ?2)
+            AND (?4 OR d.test = 1)
+          ORDER BY d.not_before_ms, d.id LIMIT ?3",
+    )?;
+    let mut rows = due.query(params![destination, now.millis(), limit, live])?;
+    let mut claimed = Vec::new();
+    while let Some(r) = rows.next()? {
+        let body = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
         claimed.push(ClaimedDelivery {
-            delivery_id: id,
+            delivery_id: r.get(0)?,
             destination: destination.to_owned(),
-            attempts,
-            deadline: Timestamp::from_millis(deadline),
-            event: serde_json::from_str(&body)?,
+            attempts: r.get(1)?,
+            deadline: Timestamp::from_millis(r.get(2)?),
+            event: serde_json::from_str(body)?,
         });
+    }
+    drop(rows);
+    // Leased after the scan, so no row changes under the open cursor.
+    let mut lease = tx.prepare_cached(
+        "UPDATE deliveries SET lease_owner = ?2, leased_until_ms = ?3, updated_ms = ?4 WHERE id = ?1",
+    )?;
+    for c in &claimed {
+        lease.execute(params![
+            c.delivery_id,
+            owner,
+            lease_until.millis(),
+            now.millis()
+        ])?;
     }
     Ok(claimed)
 }
