@@ -248,14 +248,17 @@ impl Dispatcher {
         Ok(count)
     }
 
-    /// Dispatches until `shutdown` resolves: back to back while work is due, polling at
-    /// `idle_poll` when it is not, and after `idle_poll` when the store fails.
+    /// Dispatches until `shutdown` resolves: back to back while full batches are due, otherwise
+    /// every `idle_poll` (also after a store failure).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
+            // Straight on only while a backlog fills whole batches: claiming again at once after a
+            // partial batch would turn a trickle (or a destination failing fast) into many tiny
+            // rounds that keep the store's writer from ever idling.
             let wait = match self.run_once().await {
-                Ok(0) => self.config.idle_poll,
-                Ok(_) => Duration::ZERO,
+                Ok(n) if n >= self.destination.max_batch() => Duration::ZERO,
+                Ok(_) => self.config.idle_poll,
                 Err(e) => {
                     tracing::warn!(destination = %self.destination.name(), error = %e, "Dispatch round failed; will retry.");
                     self.config.idle_poll

@@ -355,7 +355,12 @@ pub fn event_object(o: &Outgoing<'_>) -> EventObject {
     }
 
     EventObject {
-        json: json!({"name": o.name, "params": params}),
+        json: {
+            let mut event = Map::new();
+            event.insert("name".into(), o.name.into());
+            event.insert("params".into(), Value::Object(params));
+            Value::Object(event)
+        },
         warnings,
         timestamp_micros: o.event.timestamp.millis() * 1000,
     }

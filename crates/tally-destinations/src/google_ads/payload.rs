@@ -97,15 +97,18 @@ pub fn data_manager_request(
     if let Some(login) = &accounts.login_customer_id {
         destination["loginAccount"] = json!({"accountType": "GOOGLE_ADS", "accountId": login});
     }
-    let mut request = json!({
-        "destinations": [destination],
-        "encoding": "HEX",
-        "events": batch.iter().map(data_manager_event).collect::<Vec<_>>(),
-    });
+    // Built by moving the events in: `json!` would serialise a deep copy of each.
+    let mut request = Map::new();
+    request.insert("destinations".into(), Value::Array(vec![destination]));
+    request.insert("encoding".into(), "HEX".into());
+    request.insert(
+        "events".into(),
+        Value::Array(batch.iter().map(data_manager_event).collect()),
+    );
     if validate_only {
-        request["validateOnly"] = Value::Bool(true);
+        request.insert("validateOnly".into(), Value::Bool(true));
     }
-    request
+    Value::Object(request)
 }
 
 /// One Data Manager `Event`.
@@ -196,11 +199,13 @@ pub fn click_conversions_request(
             )
         })
         .collect();
-    let mut request = json!({ "conversions": conversions, "partialFailure": true });
+    let mut request = Map::new();
+    request.insert("conversions".into(), Value::Array(conversions));
+    request.insert("partialFailure".into(), Value::Bool(true));
     if validate_only {
-        request["validateOnly"] = Value::Bool(true);
+        request.insert("validateOnly".into(), Value::Bool(true));
     }
-    request
+    Value::Object(request)
 }
 
 /// One `ClickConversion`. Click conversions take `adUserData` consent only (Google refuses

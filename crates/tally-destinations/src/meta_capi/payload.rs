@@ -62,11 +62,13 @@ pub(super) fn request_body(
         .iter()
         .map(|outgoing| server_event(outgoing, settings))
         .collect();
-    let mut body = json!({ "data": data });
+    // Built by moving `data` in: `json!` would serialise a deep copy of every event.
+    let mut body = Map::new();
+    body.insert("data".into(), Value::Array(data));
     if let Some(code) = test_event_code {
-        body["test_event_code"] = code.into();
+        body.insert("test_event_code".into(), code.into());
     }
-    body
+    Value::Object(body)
 }
 
 /// One server event.

@@ -20,15 +20,15 @@ pub(super) fn request_body(
     test_event_code: Option<&str>,
 ) -> Value {
     let data: Vec<Value> = batch.iter().map(event).collect();
-    let mut body = json!({
-        "event_source": "web",
-        "event_source_id": pixel_code,
-        "data": data,
-    });
+    // Built by moving `data` in: `json!` would serialise a deep copy of every event.
+    let mut body = Map::new();
+    body.insert("event_source".into(), "web".into());
+    body.insert("event_source_id".into(), pixel_code.into());
+    body.insert("data".into(), Value::Array(data));
     if let Some(code) = test_event_code {
-        body["test_event_code"] = code.into();
+        body.insert("test_event_code".into(), code.into());
     }
-    body
+    Value::Object(body)
 }
 
 /// One `data[]` element.

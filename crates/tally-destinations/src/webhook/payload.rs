@@ -46,7 +46,9 @@ pub fn event_json(destination: &str, o: &Outgoing<'_>) -> Value {
 /// The request body for `batch`.
 pub fn body(destination: &str, batch: &[Outgoing<'_>]) -> Vec<u8> {
     let events: Vec<Value> = batch.iter().map(|o| event_json(destination, o)).collect();
-    serde_json::to_vec(&json!({ "events": events })).unwrap_or_default()
+    let mut body = Map::new();
+    body.insert("events".into(), Value::Array(events));
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
 /// `X-Tally-Signature`: `sha256=` and the lowercase hex HMAC-SHA256, keyed with `secret`, of
