@@ -11,10 +11,8 @@ use crate::model::{ReplayFilter, Revocation, person_keys};
 /// Records every key `event` (stored as `rowid`) can be found by.
 pub(super) fn index_people(tx: &Connection, rowid: i64, event: &Event) -> Result<(), TxError> {
     for key in person_keys(&event.user) {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO event_people (person, event_rowid) VALUES (?1, ?2)",
-        )?
-        .execute(params![key, rowid])?;
+        tx.prepare_cached("INSERT INTO event_people (person, event_rowid) VALUES (?1, ?2)")?
+            .execute(params![key, rowid])?;
     }
     Ok(())
 }
