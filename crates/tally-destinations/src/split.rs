@@ -65,6 +65,48 @@ impl BatchAnswer {
     }
 }
 
+/// Sends live and test events in separate requests (test mode is request-wide on Meta and
+/// TikTok) of at most `max` events each, isolating refusals with [`isolate`]; an event
+/// `unsendable` names a reason for is dead without a request. One result per event, in order.
+pub async fn send_by_mode<'a, F, Fut>(
+    batch: &[Outgoing<'a>],
+    max: usize,
+    unsendable: impl Fn(&Outgoing<'a>) -> Option<String>,
+    mut send: F,
+) -> Vec<(Disposition, AttemptSummary)>
+where
+    F: FnMut(Vec<Outgoing<'a>>, bool) -> Fut,
+    Fut: Future<Output = BatchAnswer>,
+{
+    let mut results: Vec<Option<(Disposition, AttemptSummary)>> = vec![None; batch.len()];
+    let mut live = Vec::new();
+    let mut test = Vec::new();
+    for (i, outgoing) in batch.iter().enumerate() {
+        match unsendable(outgoing) {
+            Some(reason) => {
+                let summary = AttemptSummary::new(None, format!("not sent: {reason}"));
+                results[i] = Some((Disposition::Dead { reason }, summary));
+            }
+            None if outgoing.test => test.push((i, *outgoing)),
+            None => live.push((i, *outgoing)),
+        }
+    }
+    for (is_test, group) in [(false, live), (true, test)] {
+        // The dispatcher asks for at most `max`; a larger batch is still sent in pieces.
+        for chunk in group.chunks(max.max(1)) {
+            let outgoing: Vec<Outgoing<'a>> = chunk.iter().map(|(_, o)| *o).collect();
+            let answers = isolate(&outgoing, |sub| send(sub, is_test)).await;
+            for ((i, _), answer) in chunk.iter().zip(answers) {
+                results[*i] = Some(answer);
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every event is settled or sent"))
+        .collect()
+}
+
 /// Sends `batch` with `send`, splitting refused requests until each refusal belongs to one
 /// event. Returns one result per event, in order.
 pub async fn isolate<'a, F, Fut>(

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tally_core::retry::Disposition;
 use tally_core::secret::Secret;
 
-use crate::split::{BatchAnswer, isolate};
+use crate::split::{self, BatchAnswer};
 use crate::{AttemptSummary, Destination, DestinationError, Outgoing, http};
 
 /// The `kind` of this connector in `[[destinations]]`.
@@ -198,27 +198,13 @@ impl Destination for Connector {
     }
 
     async fn send(&self, batch: &[Outgoing<'_>]) -> Vec<(Disposition, AttemptSummary)> {
-        let mut results: Vec<Option<(Disposition, AttemptSummary)>> = vec![None; batch.len()];
-        // Live and test events go in separate requests.
-        let (test, live): (Vec<_>, Vec<_>) = batch
-            .iter()
-            .copied()
-            .enumerate()
-            .partition(|(_, outgoing)| outgoing.test);
-        for (is_test, group) in [(false, live), (true, test)] {
-            // The dispatcher asks for at most MAX_BATCH; a larger batch is still sent in pieces.
-            for chunk in group.chunks(MAX_BATCH) {
-                let outgoing: Vec<Outgoing<'_>> = chunk.iter().map(|(_, o)| *o).collect();
-                let answers = isolate(&outgoing, |sub| self.request(sub, is_test)).await;
-                for ((i, _), answer) in chunk.iter().zip(answers) {
-                    results[*i] = Some(answer);
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every event is sent"))
-            .collect()
+        split::send_by_mode(
+            batch,
+            MAX_BATCH,
+            |_| None,
+            |sub, test| self.request(sub, test),
+        )
+        .await
     }
 }
 

@@ -309,16 +309,17 @@ fn ingest_event(
 
     match decision {
         Decision::New => {
-            if let Some(until) = click_ids_until {
-                people::remember_click_ids(tx, e, until)?;
-            }
             // A later event of a visitor whose click was remembered carries that click too.
+            // Looked up before this event's own clicks are remembered, which it has already.
             let mut enriched = None;
             if e.user.anonymous_id.is_some() || e.user.identity.external_id.is_some() {
                 let mut copy = e.clone();
                 if people::attach_click_ids(tx, &mut copy)? {
                     enriched = Some(copy);
                 }
+            }
+            if let Some(until) = click_ids_until {
+                people::remember_click_ids(tx, e, until)?;
             }
             let reencoded = enriched.as_ref().map(serde_json::to_string).transpose()?;
             let encoded = reencoded.as_deref().unwrap_or(encoded);
