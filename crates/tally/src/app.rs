@@ -35,6 +35,8 @@ pub struct App {
     pub dispatchers: Vec<Dispatcher>,
     /// How long shutdown waits for dispatchers to finish the round they are in.
     pub dispatcher_grace: Duration,
+    /// How long a client may take to send a request's headers (slow-loris protection).
+    pub header_read_timeout: Duration,
 }
 
 /// Opens the store named by the config.
@@ -91,6 +93,7 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> a
         state,
         dispatchers,
         dispatcher_grace: Duration::from_secs(config.delivery.request_timeout_secs + 1),
+        header_read_timeout: config.http.header_read_timeout(),
     })
 }
 
@@ -136,15 +139,12 @@ fn dispatchers(
     Ok(out)
 }
 
-/// How long a client may take to send a request's headers before its connection is closed
-/// (slow-loris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests, closes
 /// idle connections and flushes the store.
 ///
 /// The accept loop is ours rather than `axum::serve` so connections are plain HTTP/1.1 (no
-/// protocol sniffing on every connection), get `TCP_NODELAY`, and have a header read timeout.
+/// protocol sniffing on every connection), get `TCP_NODELAY`, and have a header read timeout
+/// (`[http] header_read_timeout_ms`, which also closes idle keep-alive connections).
 ///
 /// # Errors
 /// When serving fails.
@@ -167,7 +167,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(app.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -128,6 +128,22 @@ pub struct DeliveryConfig {
     pub click_id_ttl_days: u64,
 }
 
+/// `[http]`: the HTTP server's connection limits.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long a client may take to send a request's headers (also an idle keep-alive
+    /// connection's next request) before the connection is closed: slow-loris protection.
+    pub header_read_timeout_ms: u64,
+}
+
+impl HttpConfig {
+    /// [`HttpConfig::header_read_timeout_ms`] as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+}
+
 /// The validated config.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -141,6 +157,8 @@ pub struct Config {
     pub workers: usize,
     /// Store.
     pub store: StoreSettings,
+    /// HTTP server limits.
+    pub http: HttpConfig,
     /// Request limits.
     pub ingest: IngestConfig,
     /// The tracking plan.
@@ -187,6 +205,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "admin_token",
     "workers",
     "store",
+    "http",
     "ingest",
     "dedup",
     "plan",
@@ -501,6 +520,13 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
         }
     };
     let raw_store: Option<RawStore> = section(&table, "store", problems);
+    let http: Option<HttpConfig> = section(&table, "http", problems);
+    if http.as_ref().is_some_and(|h| h.header_read_timeout_ms == 0) {
+        problems.push(problem(
+            "http.header_read_timeout_ms",
+            "must be greater than 0",
+        ));
+    }
     let ingest: Option<IngestConfig> = section(&table, "ingest", problems);
     let dedup: Option<RawDedup> = section(&table, "dedup", problems);
     let plan_settings: Option<RawPlan> = section(&table, "plan", problems);
@@ -604,6 +630,7 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
         admin_token,
         workers: workers?,
         store: store?,
+        http: http?,
         ingest: ingest?,
         plan: plan?,
         sources,
@@ -941,6 +968,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./tally-data"));
         assert!(c.admin_token.is_none());
         assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!(c.http.header_read_timeout(), Duration::from_secs(10));
         let StoreSettings::Sqlite(s) = &c.store else {
             panic!("sqlite by default")
         };

@@ -3,6 +3,8 @@
 /// Shared harness: an in-process app on a temp data dir, or the real binary for crash tests.
 mod support;
 
+/// Abuse: slow and oversized clients, CORS, key scopes, the admin token.
+mod abuse;
 /// Admin API: auth, ledger, quarantine, replay, dedup stats.
 mod admin;
 /// The bad-input catalogue: each malformed request's status and code, and no collateral damage.
