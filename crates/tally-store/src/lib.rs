@@ -1,5 +1,6 @@
 //! tally's durable store: the [`Store`] trait every backend implements, the embedded SQLite
-//! backend ([`sqlite::SqliteStore`]), and a conformance suite that every backend must pass.
+//! backend ([`sqlite::SqliteStore`]), the PostgreSQL backend for several nodes
+//! ([`postgres::PostgresStore`]), and a conformance suite that every backend must pass.
 //!
 //! Contract every backend keeps:
 //! - [`Store::ingest`] returns only after its items are durably committed (synced); a returned
@@ -12,6 +13,8 @@
 
 pub mod error;
 pub mod model;
+pub mod postgres;
+mod shared;
 pub mod sqlite;
 #[cfg(test)]
 mod testsuite;
