@@ -71,3 +71,30 @@ impl IngestConfig {
         }
     }
 }
+
+/// `[tag]`: the browser tag's settings on the collector side: the anonymous-ID cookie that
+/// `/v1/collect` can renew from its own response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagConfig {
+    /// Name of the anonymous-ID cookie; tally.js uses the same (`data-cookie` on its script tag
+    /// when changed).
+    pub cookie_name: String,
+    /// The site domain tally shares with the shop (`shop.example` when tally runs at
+    /// `t.shop.example`). When set, the browser door answers pages under it with a `Set-Cookie`
+    /// that renews the anonymous ID as a server-set first-party cookie. Empty = no cookie: from
+    /// another site it would be a third-party cookie, which browsers refuse.
+    pub cookie_domain: String,
+    /// Lifetime of that cookie in days (browsers cap cookies at 400).
+    pub cookie_max_age_days: u32,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        TagConfig {
+            cookie_name: "tally_id".into(),
+            cookie_domain: String::new(),
+            cookie_max_age_days: 395,
+        }
+    }
+}

@@ -7,6 +7,7 @@
 pub mod api_error;
 pub mod body;
 pub mod config;
+pub mod cookie;
 pub mod delivery;
 pub mod metrics;
 pub mod pipeline;
@@ -22,10 +23,11 @@ pub use state::CollectorState;
 
 /// The collector's routes.
 pub fn router(state: CollectorState) -> Router {
-    use routes::{admin, consent, events, health};
+    use routes::{admin, consent, events, health, tag};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
+        .route("/tally.js", get(tag::tally_js))
         .route("/v1/events", post(events::server_events))
         .route(
             "/v1/collect",

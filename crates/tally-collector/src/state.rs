@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tally_core::clock::Clock;
 use tally_core::secret::Secret;
 
-use crate::config::IngestConfig;
+use crate::config::{IngestConfig, TagConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::sources::Sources;
@@ -19,6 +19,8 @@ pub struct CollectorState {
     pub sources: Sources,
     /// Limits.
     pub ingest: Arc<IngestConfig>,
+    /// The browser tag's cookie settings.
+    pub tag: Arc<TagConfig>,
     /// Admin API token; `None` disables the admin API.
     pub admin_token: Option<Secret>,
     /// Time.

@@ -97,6 +97,7 @@ fn app(store: Arc<FlakyStore>) -> axum::Router {
             rate_limit_burst: None,
         }]),
         ingest: Arc::new(ingest),
+        tag: Arc::default(),
         admin_token: None,
         clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::default()),

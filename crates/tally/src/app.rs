@@ -85,6 +85,7 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> a
         ingest: Arc::new(config.ingest.clone()),
         admin_token: config.admin_token.clone(),
         clock,
+        tag: Arc::new(config.tag.clone()),
         metrics: Arc::new(Metrics::default()),
     };
     Ok(App {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tally_collector::config::{IngestConfig, SourceConfig};
+use tally_collector::config::{IngestConfig, SourceConfig, TagConfig};
 use tally_core::consent::{ConsentNeeds, ConsentPolicy, Signal};
 use tally_core::event::SourceKind;
 use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan, UnplannedPolicy};
@@ -159,6 +159,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// HTTP server limits.
     pub http: HttpConfig,
+    /// The browser tag's collector-side settings.
+    pub tag: TagConfig,
     /// Request limits.
     pub ingest: IngestConfig,
     /// The tracking plan.
@@ -209,6 +211,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ingest",
     "dedup",
     "plan",
+    "tag",
     "log",
     "sources",
     "events",
@@ -570,6 +573,10 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
                         "is required when store.kind = \"postgres\"",
                     ));
                 }
+    let tag: Option<TagConfig> = section(&table, "tag", problems);
+    if let Some(t) = &tag {
+        validate_tag(t, problems);
+    }
                 Some(StoreSettings::Postgres { url: s.url.clone() })
             }
             other => {
@@ -666,6 +673,7 @@ fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
             ));
         }
         match s.kind {
+        tag: tag?,
             SourceKind::Browser if s.allowed_origins.is_empty() => problems.push(problem(
                 format!("{key}.allowed_origins"),
                 "a browser source needs at least one origin (\"https://shop.example\", or \"*\")",
@@ -675,6 +683,35 @@ fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
                 "server sources are not used from browsers; remove allowed_origins",
             )),
             _ => {}
+fn validate_tag(tag: &TagConfig, problems: &mut Vec<Problem>) {
+    // A cookie name is an RFC 6265 token; tally.js and the collector must agree on it.
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if tag.cookie_name.is_empty() || !tag.cookie_name.chars().all(token) {
+        problems.push(problem(
+            "tag.cookie_name",
+            "must be a cookie name: letters, digits and !#$%&'*+-.^_`|~",
+        ));
+    }
+    let domain = tag.cookie_domain.trim_start_matches('.');
+    if !domain.is_empty()
+        && (!domain.contains('.')
+            || !domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    {
+        problems.push(problem(
+            "tag.cookie_domain",
+            format!("`{domain}` is not a site domain like shop.example"),
+        ));
+    }
+    if !(1..=400).contains(&tag.cookie_max_age_days) {
+        problems.push(problem(
+            "tag.cookie_max_age_days",
+            "must be from 1 to 400 (browsers cap cookies at 400 days)",
+        ));
+    }
+}
+
         }
         for (j, o) in s.allowed_origins.iter().enumerate() {
             let host = o
@@ -1002,6 +1039,7 @@ mod tests {
             ("TALLY_LISTEN", "127.0.0.1:9100"),
             ("TALLY_INGEST__MAX_EVENT_BYTES", "2000"),
         ]);
+        assert_eq!(c.tag, TagConfig::default());
         let c = load_from(Some(("f", file)), &e, &Overrides::default()).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.ingest.max_event_bytes, 2000);

@@ -16,6 +16,7 @@ use tally_core::segment::CallType;
 
 use crate::api_error::ApiError;
 use crate::body;
+use crate::cookie;
 use crate::metrics::{DoorLabels, EventLabels, RejectionLabels, RequestLabels};
 use crate::pipeline::{EventResult, Format, Sender};
 use crate::sources::Source;
@@ -53,6 +54,8 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
     let cors_origin = origin_of(req.headers())
         .filter(|o| state.sources.any_allows_origin(o))
         .map(str::to_owned);
+    // The anonymous ID a 200 may renew as a first-party cookie (`[tag] cookie_domain`).
+    let mut renew: Option<String> = None;
     let result = async {
         let incoming = receive(&state, req, state.ingest.max_browser_body_bytes).await?;
         let key = incoming
@@ -74,6 +77,7 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
             ));
         }
         let sender = admit(&state, &source, &incoming)?;
+        renew = cookie::anonymous_id_to_renew(&incoming.envelope.events);
         run(
             &state,
             &sender,
@@ -84,7 +88,14 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
         .await
     }
     .await;
-    respond(&state, "collect", started, result, cors_origin.as_deref())
+    let mut response = respond(&state, "collect", started, result, cors_origin.as_deref());
+    if response.status() == StatusCode::OK
+        && let (Some(id), Some(origin)) = (&renew, &cors_origin)
+        && let Some(cookie) = cookie::set_cookie(&state.tag, origin, id)
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// `OPTIONS /v1/collect`: CORS preflight, answered only for allowed origins.
@@ -281,6 +292,16 @@ fn add_cors(response: &mut Response, origin: &str) {
         let h = response.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        // tally.js sends with credentials so the anonymous-ID cookie can be renewed, and reads
+        // Retry-After to back off.
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after"),
+        );
     }
 }
 

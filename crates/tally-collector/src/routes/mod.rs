@@ -1,7 +1,8 @@
 //! HTTP routes: `events.rs` holds the event doors, `admin.rs` the admin API, `health.rs` the
-//! health and metrics endpoints.
+//! health and metrics endpoints, `tag.rs` the browser tag (`/tally.js`).
 
 pub mod admin;
 pub mod consent;
 pub mod events;
 pub mod health;
+pub mod tag;
