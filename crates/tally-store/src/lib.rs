@@ -12,6 +12,7 @@
 //! Not here: parsing, plan checks and HTTP (the collector), delivery (the outbox).
 
 pub mod error;
+pub mod migrate;
 pub mod model;
 pub mod postgres;
 mod shared;

@@ -8,7 +8,7 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
 use tower::Service;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tally_collector::delivery::DeliveryPlanner;
 use tally_collector::metrics::Metrics;
 use tally_collector::pipeline::Pipeline;
@@ -18,6 +18,7 @@ use tally_core::clock::{Clock, SystemClock};
 use tally_core::retry::RetryPolicy;
 use tally_outbox::{Dispatcher, DispatcherConfig, request_limiter};
 use tally_store::Store;
+use tally_store::postgres::PostgresStore;
 use tally_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -39,21 +40,22 @@ pub struct App {
     pub header_read_timeout: Duration,
 }
 
-/// Opens the store named by the config.
+/// Opens the store named by the config, applying migrations.
 ///
 /// # Errors
-/// When the store cannot be opened.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// When the store cannot be opened: an unreachable database, a schema newer than this binary.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.store {
         StoreSettings::Sqlite(c) => {
             let store = SqliteStore::open(c.clone())
                 .with_context(|| format!("opening the SQLite store at {}", c.path.display()))?;
             Ok(Arc::new(store))
         }
-        StoreSettings::Postgres { .. } => {
-            bail!(
-                "store.kind = \"postgres\" is not available in this version of tally; use \"sqlite\""
-            )
+        StoreSettings::Postgres(c) => {
+            let store = PostgresStore::open(c.clone())
+                .await
+                .context("opening the PostgreSQL store (store.url)")?;
+            Ok(Arc::new(store))
         }
     }
 }
@@ -83,9 +85,9 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> a
         pipeline,
         sources: Sources::new(config.sources.clone()),
         ingest: Arc::new(config.ingest.clone()),
+        tag: Arc::new(config.tag.clone()),
         admin_token: config.admin_token.clone(),
         clock,
-        tag: Arc::new(config.tag.clone()),
         metrics: Arc::new(Metrics::default()),
     };
     Ok(App {
@@ -214,7 +216,7 @@ pub async fn serve(
 /// # Errors
 /// When the store cannot be opened or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let app = build(&config, store, Arc::new(SystemClock))?;
     let listener = TcpListener::bind(config.listen)
         .await

@@ -1,6 +1,6 @@
-//! The CLI commands other than `serve`: `init`, `config check`, `ledger`, `quarantine`,
-//! `replay --quarantine`, `replay --dead-letters`, `test-conversion`. Each returns the exit
-//! code to use: 0 ok, 1 "ran but found problems".
+//! The CLI commands other than `serve`: `init`, `config check`, `migrate`, `ledger`,
+//! `quarantine`, `replay --quarantine`, `replay --dead-letters`, `test-conversion`. Each
+//! returns the exit code to use: 0 ok, 1 "ran but found problems".
 
 use std::io::Write;
 use std::path::Path;
@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tally_core::clock::{Clock, SystemClock};
-use tally_store::sqlite::SqliteStore;
-use tally_store::{LedgerEntry, QuarantineFilter, QuarantineStatus, ReplayFilter};
+use tally_store::postgres::PostgresStore;
+use tally_store::sqlite::{ReadOnlySqlite, SqliteStore};
+use tally_store::{
+    LedgerEntry, QuarantineFilter, QuarantineRecord, QuarantineStatus, ReplayFilter, Store,
+    StoreError,
+};
 
 use crate::config::{self, Config, DEFAULT_TOML, Overrides, StoreSettings};
 
@@ -43,7 +47,10 @@ pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> i32 {
                 c.listen,
                 match &c.store {
                     StoreSettings::Sqlite(s) => format!("sqlite at {}", s.path.display()),
-                    StoreSettings::Postgres { .. } => "postgres".to_owned(),
+                    StoreSettings::Postgres(p) => match &p.schema {
+                        Some(schema) => format!("postgres (schema {schema})"),
+                        None => "postgres".to_owned(),
+                    },
                 },
                 c.sources.len(),
                 c.plan.events().count(),
@@ -64,12 +71,69 @@ pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> i32 {
     }
 }
 
-fn read_only(config: &Config) -> anyhow::Result<tally_store::sqlite::ReadOnlySqlite> {
-    match &config.store {
-        StoreSettings::Sqlite(s) => Ok(SqliteStore::open_read_only(&s.path)?),
-        StoreSettings::Postgres { .. } => {
-            bail!("postgres stores are not available in this version")
+/// `tally migrate`: applies the store's migrations and prints the schema version.
+///
+/// # Errors
+/// When the store cannot be opened or migrated (unreachable, or newer than this binary).
+pub async fn migrate(config: &Config) -> anyhow::Result<i32> {
+    let (what, version) = match &config.store {
+        StoreSettings::Sqlite(s) => (
+            format!("sqlite at {}", s.path.display()),
+            tally_store::migrate::sqlite(s.clone())
+                .await
+                .with_context(|| format!("migrating the SQLite store at {}", s.path.display()))?,
+        ),
+        StoreSettings::Postgres(p) => (
+            "postgres".to_owned(),
+            tally_store::migrate::postgres(p)
+                .await
+                .context("migrating the PostgreSQL store (store.url)")?,
+        ),
+    };
+    println!("{what}: schema version {version}");
+    Ok(0)
+}
+
+/// Read access for the CLI beside a running server: SQLite read-only, or a PostgreSQL
+/// connection (a database is shared anyway).
+enum Reader {
+    Sqlite(ReadOnlySqlite),
+    Postgres(PostgresStore),
+}
+
+impl Reader {
+    async fn ledger(&self, event_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
+        match self {
+            Reader::Sqlite(r) => r.ledger(event_id).await,
+            Reader::Postgres(p) => p.ledger(event_id).await,
         }
+    }
+
+    async fn quarantine(
+        &self,
+        filter: QuarantineFilter,
+    ) -> Result<Vec<QuarantineRecord>, StoreError> {
+        match self {
+            Reader::Sqlite(r) => r.quarantine(filter).await,
+            Reader::Postgres(p) => p.quarantine(filter).await,
+        }
+    }
+
+    async fn close(self) {
+        if let Reader::Postgres(p) = self {
+            p.close().await;
+        }
+    }
+}
+
+async fn read_only(config: &Config) -> anyhow::Result<Reader> {
+    match &config.store {
+        StoreSettings::Sqlite(s) => Ok(Reader::Sqlite(SqliteStore::open_read_only(&s.path)?)),
+        StoreSettings::Postgres(p) => Ok(Reader::Postgres(
+            PostgresStore::open(p.clone())
+                .await
+                .context("opening the PostgreSQL store (store.url)")?,
+        )),
     }
 }
 
@@ -78,7 +142,10 @@ fn read_only(config: &Config) -> anyhow::Result<tally_store::sqlite::ReadOnlySql
 /// # Errors
 /// When the store cannot be read.
 pub async fn ledger(config: &Config, event_id: &str, json: bool) -> anyhow::Result<i32> {
-    let entries = read_only(config)?.ledger(event_id).await?;
+    let reader = read_only(config).await?;
+    let entries = reader.ledger(event_id).await;
+    reader.close().await;
+    let entries = entries?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(
@@ -250,7 +317,10 @@ pub async fn quarantine(
     filter: QuarantineFilter,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let rows = read_only(config)?.quarantine(filter).await?;
+    let reader = read_only(config).await?;
+    let rows = reader.quarantine(filter).await;
+    reader.close().await;
+    let rows = rows?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
@@ -280,7 +350,7 @@ pub async fn quarantine(
 /// # Errors
 /// When the store cannot be opened or written.
 pub async fn replay_quarantine(config: &Config, filter: QuarantineFilter) -> anyhow::Result<i32> {
-    let store = crate::app::open_store(config)?;
+    let store = crate::app::open_store(config).await?;
     let app = crate::app::build(config, store.clone(), Arc::new(SystemClock))?;
     let filter = QuarantineFilter {
         status: Some(QuarantineStatus::Open),
@@ -306,7 +376,7 @@ pub async fn replay_quarantine(config: &Config, filter: QuarantineFilter) -> any
 /// # Errors
 /// When the store cannot be opened or written.
 pub async fn replay_dead_letters(config: &Config, filter: ReplayFilter) -> anyhow::Result<i32> {
-    let store = crate::app::open_store(config)?;
+    let store = crate::app::open_store(config).await?;
     let result = store.replay_deliveries(SystemClock.now(), filter).await;
     store.close().await;
     let (requeued, expired) = result?;

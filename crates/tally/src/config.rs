@@ -15,6 +15,7 @@ use tally_core::event::SourceKind;
 use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan, UnplannedPolicy};
 use tally_core::route::Route;
 use tally_core::secret::Secret;
+use tally_store::postgres::{PostgresConfig, valid_schema_name};
 use tally_store::sqlite::SqliteConfig;
 use toml::{Table, Value};
 
@@ -66,11 +67,8 @@ pub struct Overrides {
 pub enum StoreSettings {
     /// Embedded SQLite.
     Sqlite(SqliteConfig),
-    /// PostgreSQL at this URL.
-    Postgres {
-        /// Connection URL (a secret: it may hold a password).
-        url: Secret,
-    },
+    /// PostgreSQL, shared by any number of nodes.
+    Postgres(PostgresConfig),
 }
 
 /// `[log]`.
@@ -159,10 +157,10 @@ pub struct Config {
     pub store: StoreSettings,
     /// HTTP server limits.
     pub http: HttpConfig,
-    /// The browser tag's collector-side settings.
-    pub tag: TagConfig,
     /// Request limits.
     pub ingest: IngestConfig,
+    /// The browser tag's collector-side settings.
+    pub tag: TagConfig,
     /// The tracking plan.
     pub plan: TrackingPlan,
     /// Sources.
@@ -183,6 +181,10 @@ struct RawStore {
     kind: String,
     path: String,
     url: Secret,
+    schema: String,
+    pool_size: usize,
+    committers: usize,
+    connect_timeout_ms: u64,
     max_group_items: usize,
     queue_capacity: usize,
     enqueue_timeout_ms: u64,
@@ -209,9 +211,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "store",
     "http",
     "ingest",
+    "tag",
     "dedup",
     "plan",
-    "tag",
     "log",
     "sources",
     "events",
@@ -292,6 +294,46 @@ pub fn load_from(
         Some(c) if problems.is_empty() => Ok(c),
         _ => Err(Problems(problems)),
     }
+}
+
+fn postgres_config(s: &RawStore, problems: &mut Vec<Problem>) -> PostgresConfig {
+    if s.url.is_empty() {
+        problems.push(problem(
+            "store.url",
+            "is required when store.kind = \"postgres\"",
+        ));
+    } else if !s.url.expose().starts_with("postgres://")
+        && !s.url.expose().starts_with("postgresql://")
+    {
+        // The URL may hold a password: never echo it.
+        problems.push(problem(
+            "store.url",
+            "must be a postgres:// URL (postgres://user:password@host:port/database)",
+        ));
+    }
+    if !s.schema.is_empty() && !valid_schema_name(&s.schema) {
+        problems.push(problem(
+            "store.schema",
+            "must be lowercase letters, digits and underscores, starting with a letter",
+        ));
+    }
+    if s.committers == 0 {
+        problems.push(problem("store.committers", "must be greater than 0"));
+    } else if s.pool_size <= s.committers {
+        problems.push(problem(
+            "store.pool_size",
+            "must be greater than store.committers (reads need connections too)",
+        ));
+    }
+    let mut c = PostgresConfig::new(s.url.expose());
+    c.schema = (!s.schema.is_empty()).then(|| s.schema.clone());
+    c.pool_size = s.pool_size.max(1);
+    c.committers = s.committers.max(1);
+    c.connect_timeout = Duration::from_millis(s.connect_timeout_ms.max(1));
+    c.max_group_items = s.max_group_items.max(1);
+    c.queue_capacity = s.queue_capacity.max(1);
+    c.enqueue_timeout = Duration::from_millis(s.enqueue_timeout_ms);
+    c
 }
 
 fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
@@ -531,6 +573,10 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
         ));
     }
     let ingest: Option<IngestConfig> = section(&table, "ingest", problems);
+    let tag: Option<TagConfig> = section(&table, "tag", problems);
+    if let Some(t) = &tag {
+        validate_tag(t, problems);
+    }
     let dedup: Option<RawDedup> = section(&table, "dedup", problems);
     let plan_settings: Option<RawPlan> = section(&table, "plan", problems);
     let log: Option<LogConfig> = section(&table, "log", problems);
@@ -566,19 +612,7 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
                 c.enqueue_timeout = Duration::from_millis(s.enqueue_timeout_ms);
                 Some(StoreSettings::Sqlite(c))
             }
-            "postgres" => {
-                if s.url.is_empty() {
-                    problems.push(problem(
-                        "store.url",
-                        "is required when store.kind = \"postgres\"",
-                    ));
-                }
-    let tag: Option<TagConfig> = section(&table, "tag", problems);
-    if let Some(t) = &tag {
-        validate_tag(t, problems);
-    }
-                Some(StoreSettings::Postgres { url: s.url.clone() })
-            }
+            "postgres" => Some(StoreSettings::Postgres(postgres_config(s, problems))),
             other => {
                 problems.push(problem(
                     "store.kind",
@@ -639,6 +673,7 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
         store: store?,
         http: http?,
         ingest: ingest?,
+        tag: tag?,
         plan: plan?,
         sources,
         destinations,
@@ -648,41 +683,6 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
     })
 }
 
-fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
-    let mut names = BTreeMap::new();
-    let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, s) in sources.iter().enumerate() {
-        let key = format!("sources[{i}]");
-        if s.name.trim().is_empty() {
-            problems.push(problem(format!("{key}.name"), "must not be empty"));
-        } else if let Some(prev) = names.insert(s.name.as_str(), i) {
-            problems.push(problem(
-                format!("{key}.name"),
-                format!("`{}` is also the name of sources[{prev}]", s.name),
-            ));
-        }
-        if s.key.expose().len() < 8 {
-            problems.push(problem(
-                format!("{key}.key"),
-                "must be at least 8 characters",
-            ));
-        } else if let Some(prev) = keys.insert(s.key.expose(), i) {
-            problems.push(problem(
-                format!("{key}.key"),
-                format!("is the same key as sources[{prev}]"),
-            ));
-        }
-        match s.kind {
-        tag: tag?,
-            SourceKind::Browser if s.allowed_origins.is_empty() => problems.push(problem(
-                format!("{key}.allowed_origins"),
-                "a browser source needs at least one origin (\"https://shop.example\", or \"*\")",
-            )),
-            SourceKind::Server if !s.allowed_origins.is_empty() => problems.push(problem(
-                format!("{key}.allowed_origins"),
-                "server sources are not used from browsers; remove allowed_origins",
-            )),
-            _ => {}
 fn validate_tag(tag: &TagConfig, problems: &mut Vec<Problem>) {
     // A cookie name is an RFC 6265 token; tally.js and the collector must agree on it.
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
@@ -712,6 +712,40 @@ fn validate_tag(tag: &TagConfig, problems: &mut Vec<Problem>) {
     }
 }
 
+fn validate_sources(sources: &[SourceConfig], problems: &mut Vec<Problem>) {
+    let mut names = BTreeMap::new();
+    let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        let key = format!("sources[{i}]");
+        if s.name.trim().is_empty() {
+            problems.push(problem(format!("{key}.name"), "must not be empty"));
+        } else if let Some(prev) = names.insert(s.name.as_str(), i) {
+            problems.push(problem(
+                format!("{key}.name"),
+                format!("`{}` is also the name of sources[{prev}]", s.name),
+            ));
+        }
+        if s.key.expose().len() < 8 {
+            problems.push(problem(
+                format!("{key}.key"),
+                "must be at least 8 characters",
+            ));
+        } else if let Some(prev) = keys.insert(s.key.expose(), i) {
+            problems.push(problem(
+                format!("{key}.key"),
+                format!("is the same key as sources[{prev}]"),
+            ));
+        }
+        match s.kind {
+            SourceKind::Browser if s.allowed_origins.is_empty() => problems.push(problem(
+                format!("{key}.allowed_origins"),
+                "a browser source needs at least one origin (\"https://shop.example\", or \"*\")",
+            )),
+            SourceKind::Server if !s.allowed_origins.is_empty() => problems.push(problem(
+                format!("{key}.allowed_origins"),
+                "server sources are not used from browsers; remove allowed_origins",
+            )),
+            _ => {}
         }
         for (j, o) in s.allowed_origins.iter().enumerate() {
             let host = o
@@ -1005,6 +1039,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./tally-data"));
         assert!(c.admin_token.is_none());
         assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!(c.tag, TagConfig::default());
         assert_eq!(c.http.header_read_timeout(), Duration::from_secs(10));
         let StoreSettings::Sqlite(s) = &c.store else {
             panic!("sqlite by default")
@@ -1013,6 +1048,47 @@ mod tests {
         assert_eq!(c.plan.settings(), &PlanSettings::default());
         assert!(c.plan.event("purchase").is_some());
         assert_eq!(c.sources.len(), 2);
+    }
+
+    #[test]
+    fn postgres_store_settings_are_read_and_checked() {
+        let file = r#"
+            [store]
+            kind = "postgres"
+            url = "${DB_URL}"
+            schema = "shop_one"
+            pool_size = 8
+            committers = 2
+            connect_timeout_ms = 1500
+        "#;
+        let url = "postgres://tally:pw-secret-1234@db.internal:5432/tally";
+        let c = load_from(
+            Some(("f", file)),
+            &env(&[("DB_URL", url)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let StoreSettings::Postgres(p) = &c.store else {
+            panic!("postgres selected")
+        };
+        assert_eq!(p.url.expose(), url);
+        assert_eq!(p.schema.as_deref(), Some("shop_one"));
+        assert_eq!((p.pool_size, p.committers), (8, 2));
+        assert_eq!(p.connect_timeout, Duration::from_millis(1500));
+        assert!(!format!("{c:?}").contains("pw-secret-1234"));
+
+        let bad = r#"
+            [store]
+            kind = "postgres"
+            url = "mysql://root:pw-secret-1234@db/x"
+            schema = "Shop-One"
+            pool_size = 2
+            committers = 2
+        "#;
+        let err = load_from(Some(("f", bad)), &env(&[]), &Overrides::default()).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["store.url", "store.schema", "store.pool_size"]);
+        assert!(!err.to_string().contains("pw-secret-1234"), "{err}");
     }
 
     #[test]
@@ -1039,7 +1115,6 @@ mod tests {
             ("TALLY_LISTEN", "127.0.0.1:9100"),
             ("TALLY_INGEST__MAX_EVENT_BYTES", "2000"),
         ]);
-        assert_eq!(c.tag, TagConfig::default());
         let c = load_from(Some(("f", file)), &e, &Overrides::default()).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.ingest.max_event_bytes, 2000);

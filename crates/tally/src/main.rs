@@ -53,6 +53,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Apply the store's migrations (as `serve` does on start) and print the schema version.
+    Migrate,
     /// Show what happened to one event: merged event, every copy, consent, dedup decisions.
     Ledger {
         /// The event ID.
@@ -175,6 +177,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
             }
             runtime.enable_all().build()?.block_on(app::run(config))?;
             Ok(0)
+        }
+        Command::Migrate => {
+            let config = load(&overrides)?;
+            current_thread()?.block_on(cli::migrate(&config))
         }
         Command::Ledger { event_id, json } => {
             let config = load(&overrides)?;

@@ -110,7 +110,11 @@ pub(super) async fn migrate(
         path: target.to_owned(),
         source: e,
     };
-    let mut client = pool.get().await.map_err(|e| open(Box::new(e)))?;
+    let mut client = pool.get().await.map_err(|e| match e {
+        // The connection's own error says it best ("Connection refused", "password ...").
+        deadpool_postgres::PoolError::Backend(e) => open(Box::new(e)),
+        other => open(Box::new(other)),
+    })?;
     let tx = client.transaction().await.map_err(|e| open(Box::new(e)))?;
     // One migrator per schema at a time (keyed by the search path: the schema may not exist
     // yet); the lock ends with the transaction.

@@ -60,7 +60,7 @@ impl TestApp {
     /// Starts on an existing data dir (a restart with another config).
     pub async fn start_in(dir: TempDir, extra_toml: &str, clock: Arc<dyn Clock>) -> TestApp {
         let config = config_with(extra_toml, dir.path());
-        let store = tally::app::open_store(&config).expect("store");
+        let store = tally::app::open_store(&config).await.expect("store");
         let app = tally::app::build(&config, store, clock).expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
