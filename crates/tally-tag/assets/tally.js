@@ -31,6 +31,7 @@
   var COOKIE = attr('data-cookie') || 'tally_id';
   var QUEUE_KEY = 'tally_queue';
   var LANDING_KEY = 'tally_landing';
+  var USER_KEY = 'tally_user';
   var CLICK_IDS = ['gclid', 'gbraid', 'wbraid', 'fbclid', 'ttclid', 'msclkid'];
   var UTM = ['utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content', 'utm_id'];
   var SIGNALS = ['ad_storage', 'analytics_storage', 'ad_user_data', 'ad_personalization'];
@@ -43,7 +44,7 @@
 
   var consent = {}; // Consent Mode signals the page declared (+ tcf)
   var updated = {}; // signals set by 'update', which a later 'default' must not undo
-  var user = {}; // identify()'s external_id, for the page's later events
+  var user = {}; // identify()'s external_id, for later events
   var listeners = [];
   var queue = []; // unconfirmed events: {e: event, n: attempts, at: next try (ms), f: in flight}
   var finished = {}; // events this page saw through (sent, or refused for good)
@@ -126,6 +127,8 @@
   // --- identifiers ---------------------------------------------------------------------------
 
   var anon = getCookie(COOKIE) || uuid();
+  var storedUser = load(USER_KEY);
+  if (storedUser && typeof storedUser.external_id === 'string') user.external_id = storedUser.external_id;
 
   // Meta's cookie format: fb.<subdomain index>.<creation ms>.<value>[.<appendix>]
   function metaCookie(v) {
@@ -175,7 +178,12 @@
 
   // Writes identifiers as far as consent allows; called after every consent change.
   function persist() {
-    if (!denied('analytics_storage')) setCookie(COOKIE, anon, 395);
+    if (!denied('analytics_storage')) {
+      setCookie(COOKIE, anon, 395);
+      if (user.external_id) store(USER_KEY, user);
+    } else {
+      store(USER_KEY, null);
+    }
     if (granted('ad_storage')) {
       if (landing) store(LANDING_KEY, landing);
       setCookie('_fbp', fbp, 90);
@@ -192,10 +200,27 @@
   function storable(e) {
     var s = copy({}, e), u = {};
     KEPT_USER.forEach(function (k) { if (e.user[k] != null) u[k] = e.user[k]; });
-    if (!granted('ad_storage')) delete u.click_ids;
     if (denied('analytics_storage')) delete u.anonymous_id;
     s.user = u;
+    if (!granted('ad_storage')) {
+      delete u.click_ids;
+      // The landing URL carries the click IDs too.
+      s.page = copy({}, e.page);
+      s.page.url = withoutClickIds(s.page.url);
+      s.page.referrer = withoutClickIds(s.page.referrer);
+    }
     return s;
+  }
+
+  function withoutClickIds(url) {
+    if (!url) return url;
+    try {
+      var u = new URL(url);
+      CLICK_IDS.forEach(function (k) { u.searchParams.delete(k); });
+      return u.href;
+    } catch (err) {
+      return undefined;
+    }
   }
 
   // Mirrors the queue into localStorage, keeping what other tabs stored meanwhile.
@@ -356,7 +381,10 @@
 
   function identify(traits, options) {
     traits = typeof traits === 'object' && traits ? traits : { external_id: traits };
-    if (traits.external_id != null) user.external_id = String(traits.external_id);
+    if (traits.external_id != null) {
+      user.external_id = String(traits.external_id);
+      persist();
+    }
     options = options || {};
     var e = build('identify', {}, options);
     copy(e.user, traits);

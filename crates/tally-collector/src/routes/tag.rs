@@ -98,3 +98,85 @@ fn holds(headers: &HeaderMap, hash: &str) -> bool {
         .map(|tag| tag.trim().trim_start_matches("W/").trim_matches('"'))
         .any(|tag| tag == "*" || tag == hash || tag.strip_suffix("-gz") == Some(hash))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use axum::body::to_bytes;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    async fn body(r: Response) -> Vec<u8> {
+        to_bytes(r.into_body(), usize::MAX).await.unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn serves_the_script_with_its_etag_and_revalidates_to_304() {
+        let script = Script::new("tally('page');");
+        let r = serve(&script, None, &HeaderMap::new());
+        assert_eq!(r.status(), StatusCode::OK);
+        let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(etag, format!("\"{}\"", script.hash));
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "public, max-age=300");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(body(r).await, b"tally('page');");
+
+        let weak = format!("W/{etag}");
+        let listed = format!("\"0123\", {etag}");
+        for held in [etag.as_str(), &weak, &listed, "*"] {
+            let r = serve(&script, None, &headers(&[("if-none-match", held)]));
+            assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{held}");
+            assert_eq!(r.headers()[header::ETAG], etag.as_str());
+            assert!(body(r).await.is_empty());
+        }
+        let stale = serve(&script, None, &headers(&[("if-none-match", "\"0123\"")]));
+        assert_eq!(stale.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn gzips_when_accepted_and_the_pinned_version_is_immutable() {
+        let script = Script::new("tally('page');".repeat(100));
+        let r = serve(
+            &script,
+            Some(&script.hash),
+            &headers(&[("accept-encoding", "br, gzip;q=0.8")]),
+        );
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(
+            r.headers()[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(r.headers()[header::VARY], "Accept-Encoding");
+        let gz = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(gz, format!("\"{}-gz\"", script.hash));
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&body(r).await[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, script.source);
+
+        // The gzip ETag revalidates too; a refused gzip or an old pin gets the plain, short-lived one.
+        let r = serve(&script, None, &headers(&[("if-none-match", &gz)]));
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let r = serve(
+            &script,
+            Some("0000000000000000"),
+            &headers(&[("accept-encoding", "gzip;q=0, identity")]),
+        );
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "public, max-age=300");
+        assert_eq!(body(r).await, script.source);
+    }
+}
