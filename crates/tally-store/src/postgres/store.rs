@@ -22,6 +22,11 @@ use crate::{Store, StoreError};
 /// requests are answered with an error.
 const MAX_TX_RETRIES: usize = 5;
 
+/// Longest a group's transaction may take, from its first statement to its commit. Past it
+/// the connection is thrown away (the database may be unreachable, and TCP would take hours to
+/// say so) and the group answered 503; a commit that did land is found by dedup on the retry.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Group commits slower than this are logged at debug level.
 const SLOW_COMMIT: Duration = Duration::from_millis(20);
 
@@ -256,7 +261,13 @@ async fn commit_group(
     let mut tries = 0;
     loop {
         tries += 1;
-        match try_commit(&mut client, group).await {
+        let attempt = tokio::time::timeout(COMMIT_TIMEOUT, try_commit(&mut client, group)).await;
+        let Ok(result) = attempt else {
+            // The transaction's state is unknown: the connection must not go back to the pool.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(TxError::Timeout(COMMIT_TIMEOUT));
+        };
+        match result {
             Err(e) if retryable(&e) && tries < MAX_TX_RETRIES => {
                 tracing::debug!(error = %e, tries, "Group transaction lost a deadlock; running it again.");
             }

@@ -41,6 +41,8 @@ pub(super) enum TxError {
     Json(#[from] serde_json::Error),
     #[error("event `{0}` lost its insert race {MAX_INSERT_RACES} times")]
     Race(String),
+    #[error("the transaction took longer than {0:?}; the database may be unreachable")]
+    Timeout(std::time::Duration),
 }
 
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
