@@ -4,7 +4,8 @@
 //! `gtag`, `ttq`) so they record their calls without any network.
 //!
 //! Pages: `/` (landing), `/product`, `/cart` (add_to_cart), `/checkout` (begin_checkout and
-//! identify), `/thanks?order=N` (purchase with event ID `ord-N-purchase`), `/bye` (no tag).
+//! identify), `/thanks?order=N` (purchase with event ID `ord-N-purchase`), `/wrong-key` (a tag
+//! with an unknown key), `/bye` (another site's page, no tag).
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -78,12 +79,14 @@ const HEAD: &str = r#"<!doctype html>
     ttq.track(names[2], p, {event_id: e.event_id});
   });
 </script>
-<script async src="TALLY/tally.js" data-key="pk_web_demo"></script>
+<script async src="TALLY/tally.js" data-key="KEY"></script>
 "#;
 
 fn render(shop: &Shop, name: &str) -> Html<String> {
     let (title, script) = match name {
         "" => ("Welcome", "tally('page');"),
+        // A tag installed with a key tally does not know.
+        "wrong-key" => ("Misconfigured", "tally('page');"),
         "product" => ("Product", "tally('page');"),
         "cart" => (
             "Cart",
@@ -112,7 +115,15 @@ fn render(shop: &Shop, name: &str) -> Html<String> {
     };
     let head = HEAD
         .replace("TITLE", title)
-        .replace("TALLY", &shop.tally_origin);
+        .replace("TALLY", &shop.tally_origin)
+        .replace(
+            "KEY",
+            if name == "wrong-key" {
+                "pk_not_a_key"
+            } else {
+                "pk_web_demo"
+            },
+        );
     Html(format!(
         "{head}<script>{script}</script>\n</head><body><h1>{title}</h1>\n\
          <nav><a href=\"/product\">Product</a> <a href=\"/cart\">Cart</a> \

@@ -152,6 +152,18 @@ allowed_origins = ["http://{SHOP_HOST}:{shop_port}"]
         Some(resp.json().await.expect("ledger JSON"))
     }
 
+    /// tally's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://127.0.0.1:{}/metrics", self.tally_port))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Polls the ledger (every 50 ms, at most `within`) until `event_id` is there and `done`
     /// holds for it; returns the ledger.
     pub async fn wait_for_ledger(

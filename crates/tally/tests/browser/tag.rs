@@ -375,3 +375,26 @@ async fn with_ad_consent_denied_no_click_id_is_stored_and_events_carry_the_denie
         fbc.as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_collector_refuses_with_a_4xx_is_not_retried() {
+    let Some(site) = Site::open().await else {
+        return;
+    };
+    let b = &site.browser;
+    b.goto(&site.shop("/wrong-key")).await;
+    wait_for_tag(b).await;
+    // The 401 answer ends the event: nothing is left queued for a retry (a 5xx or a network
+    // failure would leave it stored with its next attempt time).
+    b.wait_for(
+        "the refused event dropped",
+        WITHIN,
+        "return tally('eventId') !== null && localStorage.getItem('tally_queue') === null",
+    )
+    .await;
+    let refused = "tally_collector_requests_total{door=\"collect\",status=\"401\"} 1";
+    let metrics = site.metrics().await;
+    assert!(metrics.contains(refused), "{metrics}");
+    let event_id = b.run("return tally('eventId')").await;
+    assert!(site.ledger(event_id.as_str().unwrap()).await.is_none());
+}
