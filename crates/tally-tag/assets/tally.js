@@ -24,7 +24,8 @@
   var prev = w.tally;
   if (prev && prev.loaded) return; // on the page twice: the first copy serves both
 
-  var script = d.currentScript;
+  // currentScript is null when another script injected this one after the fact.
+  var script = d.currentScript || d.querySelector('script[data-key][src*="tally"]');
   var attr = function (name) { return script ? script.getAttribute(name) : null; };
   var KEY = attr('data-key');
   var ENDPOINT = (script ? new URL(script.src, location.href).origin : '') + '/v1/collect';
@@ -77,20 +78,23 @@
 
   // --- cookies and storage -------------------------------------------------------------------
 
+  // Cookie access throws in sandboxed frames: the tag then works from memory.
   function getCookie(name) {
-    var parts = d.cookie ? d.cookie.split('; ') : [];
-    for (var i = 0; i < parts.length; i++) {
-      var eq = parts[i].indexOf('=');
-      if (parts[i].slice(0, eq) === name) {
-        try { return decodeURIComponent(parts[i].slice(eq + 1)); } catch (e) { return null; }
+    try {
+      var parts = d.cookie ? d.cookie.split('; ') : [];
+      for (var i = 0; i < parts.length; i++) {
+        var eq = parts[i].indexOf('=');
+        if (parts[i].slice(0, eq) === name) return decodeURIComponent(parts[i].slice(eq + 1));
       }
-    }
+    } catch (e) { /* unreadable: as if absent */ }
     return null;
   }
 
   function writeCookie(name, value, maxAge, domain) {
-    d.cookie = name + '=' + encodeURIComponent(value) + '; Max-Age=' + maxAge + '; Path=/; SameSite=Lax' +
-      (domain ? '; Domain=' + domain : '') + (location.protocol === 'https:' ? '; Secure' : '');
+    try {
+      d.cookie = name + '=' + encodeURIComponent(value) + '; Max-Age=' + maxAge + '; Path=/; SameSite=Lax' +
+        (domain ? '; Domain=' + domain : '') + (location.protocol === 'https:' ? '; Secure' : '');
+    } catch (e) { /* not writable */ }
   }
 
   // The widest domain that takes a cookie (shop.example from www.shop.example), so the cookies
@@ -363,11 +367,13 @@
   }
 
   function emit(e, options) {
+    // Properties that cannot become JSON (cycles) would block the queue: refuse them here.
+    var text = JSON.stringify(e);
     lastId = e.event_id;
     var handlers = listeners.slice();
     if (typeof options.callback === 'function') handlers.push(function (ev) { options.callback(ev.event_id, ev); });
     handlers.forEach(function (fn) {
-      try { fn(JSON.parse(JSON.stringify(e))); } catch (err) { warn('an event handler failed: ' + err); }
+      try { fn(JSON.parse(text)); } catch (err) { warn('an event handler failed: ' + err); }
     });
     enqueue(e);
     return e.event_id;
