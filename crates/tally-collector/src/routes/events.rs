@@ -95,6 +95,20 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
     {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    if cors_origin.is_some() {
+        // tally.js sends simple requests (text/plain, never preflighted) with credentials, so
+        // the anonymous-ID cookie can be renewed, and reads Retry-After to back off. Cookies
+        // authorize nothing here (the key does); preflighted requests get no credentials.
+        let h = response.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after"),
+        );
+    }
     response
 }
 
@@ -292,16 +306,6 @@ fn add_cors(response: &mut Response, origin: &str) {
         let h = response.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        // tally.js sends with credentials so the anonymous-ID cookie can be renewed, and reads
-        // Retry-After to back off.
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("retry-after"),
-        );
     }
 }
 
