@@ -19,6 +19,7 @@ use tally_core::retry::Disposition;
 pub mod error;
 pub mod http;
 pub mod properties;
+pub mod redact;
 pub mod registry;
 pub mod split;
 

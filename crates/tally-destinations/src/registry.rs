@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tally_core::clock::{Clock, SystemClock};
 
-use crate::{Destination, DestinationError, ga4, google_ads, meta_capi, tiktok, webhook};
+use crate::{Destination, DestinationError, ga4, google_ads, meta_capi, redact, tiktok, webhook};
 
 /// Every destination kind tally delivers to.
 pub const KINDS: &[&str] = &[
@@ -33,7 +33,8 @@ pub fn default_events(kind: &str) -> &'static [(&'static str, &'static str)] {
 
 /// Builds the connector of `kind` named `name` from its own settings (the destination's keys
 /// other than the common ones), sending with `client`; `clock` is the time connectors judge
-/// event age by.
+/// event age by. The connector is wrapped in [`redact::Redacting`], so no reason or summary it
+/// reports carries one of its credentials.
 ///
 /// # Errors
 /// The first invalid or missing setting, with its key.
@@ -45,7 +46,8 @@ pub fn build(
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn Destination>, DestinationError> {
     let client = client.clone();
-    Ok(match kind {
+    let secrets = redact::secrets_of(&settings);
+    let connector: Arc<dyn Destination> = match kind {
         meta_capi::KIND => Arc::new(meta_capi::build(name, parse(settings)?, client)?),
         google_ads::KIND => Arc::new(google_ads::build(name, parse(settings)?, client)?),
         ga4::KIND => Arc::new(ga4::build(name, parse(settings)?, client)?.with_clock(clock)),
@@ -57,7 +59,8 @@ pub fn build(
                 format!("`{other}` is not one of {}", KINDS.join(", ")),
             ));
         }
-    })
+    };
+    Ok(Arc::new(redact::Redacting::new(connector, secrets)))
 }
 
 /// Checks a destination's settings without sending anything (`tally config check`).

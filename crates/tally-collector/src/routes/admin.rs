@@ -2,6 +2,7 @@
 //! statistics. Source keys never open it.
 
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
@@ -20,6 +21,24 @@ fn authorize(state: &CollectorState, headers: &HeaderMap) -> Result<(), ApiError
     match bearer(headers) {
         Some(given) if token.matches(given) => Ok(()),
         _ => Err(ApiError::AdminUnauthorized),
+    }
+}
+
+/// A query string, read only after [`authorize`] so a caller without the token learns nothing
+/// but 401 (extractors run before the handler, so handlers take the rejection and decide here).
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| ApiError::BadQuery {
+        code: "invalid_query",
+        message: e.body_text(),
+    })
+}
+
+/// An optional JSON body (absent without a content type), read only after [`authorize`].
+fn optional_body<T: Default>(body: Result<Option<Json<T>>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Some(Json(b))) => Ok(b),
+        Ok(None) => Ok(T::default()),
+        Err(e) => Err(ApiError::InvalidBody(e.body_text())),
     }
 }
 
@@ -90,9 +109,10 @@ impl QuarantineQuery {
 pub async fn quarantine(
     State(state): State<CollectorState>,
     headers: HeaderMap,
-    Query(query): Query<QuarantineQuery>,
+    query_string: Result<Query<QuarantineQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
+    let query = query(query_string)?;
     let rows = state
         .pipeline
         .store
@@ -107,9 +127,10 @@ pub async fn quarantine(
 pub async fn replay(
     State(state): State<CollectorState>,
     headers: HeaderMap,
-    Query(query): Query<QuarantineQuery>,
+    query_string: Result<Query<QuarantineQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
+    let query = query(query_string)?;
     let mut filter = query.filter()?;
     filter.limit = None;
     let summary = state
@@ -132,9 +153,10 @@ pub struct StatsQuery {
 pub async fn dedup_stats(
     State(state): State<CollectorState>,
     headers: HeaderMap,
-    Query(query): Query<StatsQuery>,
+    query_string: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
+    let query = query(query_string)?;
     let since = match query.since {
         None => Timestamp::from_millis(state.clock.now().millis() - 7 * 86_400_000),
         Some(s) => {
@@ -215,9 +237,10 @@ pub struct DeliveriesQuery {
 pub async fn deliveries(
     State(state): State<CollectorState>,
     headers: HeaderMap,
-    Query(query): Query<DeliveriesQuery>,
+    query_string: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
+    let query = query(query_string)?;
     let wanted = query.state.as_deref().unwrap_or("dead");
     let delivery_state = DeliveryState::parse(wanted).ok_or_else(|| ApiError::BadQuery {
         code: "invalid_state",
@@ -259,10 +282,10 @@ pub struct DeliveryReplayRequest {
 pub async fn replay_deliveries(
     State(state): State<CollectorState>,
     headers: HeaderMap,
-    body: Option<Json<DeliveryReplayRequest>>,
+    body: Result<Option<Json<DeliveryReplayRequest>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let request = optional_body(body)?;
     let filter = ReplayFilter {
         destination: request.destination,
         event_id: request.event_id,
@@ -295,11 +318,11 @@ pub async fn go_live(
     State(state): State<CollectorState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    body: Option<Json<GoLiveRequest>>,
+    body: Result<Option<Json<GoLiveRequest>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let note = body
-        .and_then(|Json(b)| b.note)
+    let note = optional_body(body)?
+        .note
         .unwrap_or_else(|| "declared live through the admin API".into());
     state
         .pipeline

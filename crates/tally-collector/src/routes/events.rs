@@ -51,9 +51,10 @@ pub async fn server_events(State(state): State<CollectorState>, req: Request) ->
 /// `POST /v1/collect`: the browser door. Public key in the body (`key`) or `?k=`.
 pub async fn browser_collect(State(state): State<CollectorState>, req: Request) -> Response {
     let started = Instant::now();
-    let cors_origin = origin_of(req.headers())
-        .filter(|o| state.sources.any_allows_origin(o))
-        .map(str::to_owned);
+    let origin = origin_of(req.headers()).map(str::to_owned);
+    // The answer is readable by the page only when the key's own source allows its origin;
+    // before the key is known (an unreadable body), when any browser source does.
+    let mut key_source: Option<Arc<Source>> = None;
     // The anonymous ID a 200 may renew as a first-party cookie (`[tag] cookie_domain`).
     let mut renew: Option<String> = None;
     let result = async {
@@ -76,6 +77,7 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
                 "server keys are secret and cannot be used from a browser",
             ));
         }
+        key_source = Some(source.clone());
         let sender = admit(&state, &source, &incoming)?;
         renew = cookie::anonymous_id_to_renew(&incoming.envelope.events);
         run(
@@ -88,13 +90,11 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
         .await
     }
     .await;
+    let cors_origin = origin.filter(|o| match &key_source {
+        Some(source) => source.allows_origin(o),
+        None => state.sources.any_allows_origin(o),
+    });
     let mut response = respond(&state, "collect", started, result, cors_origin.as_deref());
-    if response.status() == StatusCode::OK
-        && let (Some(id), Some(origin)) = (&renew, &cors_origin)
-        && let Some(cookie) = cookie::set_cookie(&state.tag, origin, id)
-    {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
     if cors_origin.is_some() {
         // tally.js sends simple requests (text/plain, never preflighted) with credentials, so
         // the anonymous-ID cookie can be renewed, and reads Retry-After to back off. Cookies
@@ -108,6 +108,12 @@ pub async fn browser_collect(State(state): State<CollectorState>, req: Request) 
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("retry-after"),
         );
+    }
+    if response.status() == StatusCode::OK
+        && let (Some(id), Some(origin)) = (&renew, &cors_origin)
+        && let Some(cookie) = cookie::set_cookie(&state.tag, origin, id)
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }

@@ -19,7 +19,10 @@
 //! compatible, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged by that IPv4 address.
 
 use std::error::Error;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
@@ -115,17 +118,52 @@ pub struct PrivateTarget {
     address: IpAddr,
 }
 
-/// Resolves names with the system resolver (tokio's `lookup_host`) and refuses any name with a
-/// non-public address among its answers.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PublicResolver;
+/// How [`PublicResolver`] looks a name up: the system resolver, or a test's own table.
+pub type Lookup = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Resolves names (with the system resolver unless built [`PublicResolver::with_lookup`]) and
+/// refuses any name with a non-public address among its answers.
+#[derive(Clone, Default)]
+pub struct PublicResolver {
+    lookup: Option<Lookup>,
+}
+
+impl PublicResolver {
+    /// A resolver that asks `lookup` instead of the system resolver, so a test can make a name
+    /// resolve to whatever it needs (a private address, a mix) without touching DNS.
+    pub fn with_lookup(lookup: Lookup) -> Self {
+        PublicResolver {
+            lookup: Some(lookup),
+        }
+    }
+}
+
+impl std::fmt::Debug for PublicResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.lookup.is_some() {
+            "custom"
+        } else {
+            "system"
+        };
+        f.debug_struct("PublicResolver")
+            .field("lookup", &how)
+            .finish()
+    }
+}
 
 impl Resolve for PublicResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
+        let lookup = self.lookup.clone();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = match lookup {
+                Some(lookup) => lookup(host.clone()).await?,
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             if let Some(private) = addrs.iter().find(|a| !is_public(a.ip())) {
                 return Err(Box::new(PrivateTarget {
                     host,
@@ -245,7 +283,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_resolver_refuses_a_name_that_resolves_to_loopback() {
-        let error = match PublicResolver.resolve("localhost".parse().unwrap()).await {
+        let error = match PublicResolver::default()
+            .resolve("localhost".parse().unwrap())
+            .await
+        {
             Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
             Err(e) => e,
         };

@@ -151,6 +151,20 @@ pub fn build(
     config: Config,
     client: reqwest::Client,
 ) -> Result<Connector, DestinationError> {
+    build_with_resolver(name, config, client, guard::PublicResolver::default())
+}
+
+/// [`build`] with the guard resolving names through `resolver` (tests give it their own
+/// lookup table).
+///
+/// # Errors
+/// As [`build`].
+pub fn build_with_resolver(
+    name: &str,
+    config: Config,
+    client: reqwest::Client,
+    resolver: guard::PublicResolver,
+) -> Result<Connector, DestinationError> {
     let url = Url::parse(config.url.trim())
         .map_err(|e| DestinationError::config("url", format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -209,7 +223,7 @@ pub fn build(
     let client = if config.allow_private_networks {
         client
     } else {
-        guarded_client(timeout)?
+        guarded_client(timeout, resolver)?
     };
     Ok(Connector {
         name: name.to_owned(),
@@ -223,7 +237,10 @@ pub fn build(
 }
 
 /// [`http::client`]'s settings plus the [`guard::PublicResolver`] and no proxies.
-fn guarded_client(timeout: Duration) -> Result<reqwest::Client, DestinationError> {
+fn guarded_client(
+    timeout: Duration,
+    resolver: guard::PublicResolver,
+) -> Result<reqwest::Client, DestinationError> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -232,7 +249,7 @@ fn guarded_client(timeout: Duration) -> Result<reqwest::Client, DestinationError
         .tcp_nodelay(true)
         .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
-        .dns_resolver(Arc::new(guard::PublicResolver))
+        .dns_resolver(Arc::new(resolver))
         .build()
         .map_err(|e| DestinationError::Client(e.to_string()))
 }
@@ -371,7 +388,8 @@ mod tests {
             "reachable when allowed"
         );
 
-        connector.client = guarded_client(Duration::from_secs(5)).unwrap();
+        connector.client =
+            guarded_client(Duration::from_secs(5), guard::PublicResolver::default()).unwrap();
         let results = connector.send(&[outgoing]).await;
         assert_eq!(
             results[0].0,

@@ -5,6 +5,10 @@ mod support;
 
 /// Abuse: slow and oversized clients, CORS, key scopes, the admin token.
 mod abuse;
+/// Secrets: a full run's logs, answers and CLI output never show a credential.
+mod abuse_secrets;
+/// SSRF: webhook targets on private networks, literal, through DNS, or through redirects.
+mod abuse_ssrf;
 /// Admin API: auth, ledger, quarantine, replay, dedup stats.
 mod admin;
 /// The bad-input catalogue: each malformed request's status and code, and no collateral damage.
