@@ -1,64 +1,224 @@
 //! Inside the write transaction: who an event is about (for revocation and erasure), the
 //! visitor click-ID memory, revocations and dead-letter replay.
 
+use std::collections::HashMap;
+
+use fastbloom::BloomFilter;
 use rusqlite::{Connection, params};
 use tally_core::event::Event;
 use tally_core::timestamp::Timestamp;
 
 use super::writer::TxError;
-use crate::model::{ReplayFilter, Revocation, person_keys};
+use crate::model::{ReplayFilter, Revocation};
 
-/// Records every key `event` (stored as `rowid`) can be found by.
-pub(super) fn index_people(tx: &Connection, rowid: i64, event: &Event) -> Result<(), TxError> {
-    for key in person_keys(&event.user) {
-        tx.prepare_cached("INSERT INTO event_people (person, event_rowid) VALUES (?1, ?2)")?
-            .execute(params![key, rowid])?;
+/// What the writer knows of the person tables without asking them, so that a new event of a
+/// visitor with nothing remembered, from a person who never revoked consent, costs no lookup
+/// (those lookups cost ingest a third of its rate). Owned by the writer thread.
+pub(super) struct PeopleMemory {
+    /// Visitors with remembered click IDs or an identity link (a superset: a key left over from
+    /// a rolled-back group or a false positive only costs the lookup it would have cost anyway).
+    visitors: VisitorFilter,
+    /// Person key → latest revocation, exact. Reloaded after a failed commit, which may have
+    /// added revocations that never reached the disk.
+    revocations: HashMap<String, i64>,
+    revocations_stale: bool,
+}
+
+impl PeopleMemory {
+    /// Reads what the tables hold: click memories (expired ones too, harmlessly), identity
+    /// links, revocations.
+    pub(super) fn load(conn: &Connection) -> Result<Self, TxError> {
+        let mut keys: Vec<(String, String)> = Vec::new();
+        let mut clicked = conn.prepare("SELECT DISTINCT visitor FROM visitor_click_ids")?;
+        for visitor in clicked.query_map([], |r| r.get::<_, String>(0))? {
+            let visitor = visitor?;
+            if let Some((kind, id)) = visitor.split_once(':') {
+                keys.push((kind.to_owned(), id.to_owned()));
+            }
+        }
+        let mut linked = conn.prepare(
+            "SELECT anonymous_id, external_id FROM identity_links
+              WHERE anonymous_id IS NOT NULL AND external_id IS NOT NULL",
+        )?;
+        for link in
+            linked.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        {
+            let (anon, ext) = link?;
+            keys.push(("anon".to_owned(), anon));
+            keys.push(("ext".to_owned(), ext));
+        }
+        let mut visitors = VisitorFilter::with_capacity(keys.len().saturating_mul(2));
+        for (kind, id) in &keys {
+            visitors.insert(kind, id);
+        }
+        let mut memory = PeopleMemory {
+            visitors,
+            revocations: HashMap::new(),
+            revocations_stale: true,
+        };
+        memory.refresh(conn)?;
+        Ok(memory)
+    }
+
+    /// Called after a failed commit.
+    pub(super) fn rolled_back(&mut self) {
+        self.revocations_stale = true;
+    }
+
+    /// Re-reads revocations if a failed commit may have left the map ahead of the disk.
+    pub(super) fn refresh(&mut self, conn: &Connection) -> Result<(), TxError> {
+        if !self.revocations_stale {
+            return Ok(());
+        }
+        let mut query = conn.prepare("SELECT person, at_ms FROM revocations")?;
+        self.revocations = query
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<Result<_, _>>()?;
+        self.revocations_stale = false;
+        Ok(())
+    }
+
+    /// An identify call linked these two visitor keys: lookups for either must follow it.
+    pub(super) fn linked(&mut self, anonymous_id: Option<&str>, external_id: Option<&str>) {
+        if let (Some(anon), Some(ext)) = (anonymous_id, external_id) {
+            self.visitors.insert("anon", anon);
+            self.visitors.insert("ext", ext);
+        }
+    }
+
+    fn may_have_clicks(&self, event: &Event) -> bool {
+        event
+            .user
+            .anonymous_id
+            .as_deref()
+            .is_some_and(|a| self.visitors.may_contain("anon", a))
+            || event
+                .user
+                .identity
+                .external_id
+                .as_deref()
+                .is_some_and(|x| self.visitors.may_contain("ext", x))
+    }
+
+    /// When a person the event is about (by any of `keys`) revoked consent at or after the
+    /// event's time.
+    pub(super) fn revoked_at(&self, keys: &[String], event: &Event) -> Option<Timestamp> {
+        if self.revocations.is_empty() {
+            return None;
+        }
+        keys.iter()
+            .filter_map(|k| self.revocations.get(k).copied())
+            .max()
+            .filter(|at| *at >= event.timestamp.millis())
+            .map(Timestamp::from_millis)
+    }
+}
+
+/// A Bloom filter that grows: when a layer is full a twice larger one is added, so the false
+/// positive rate stays near its target however many visitors arrive (about 1.2 bytes each).
+struct VisitorFilter {
+    layers: Vec<BloomFilter>,
+    room: usize,
+    next_capacity: usize,
+}
+
+impl VisitorFilter {
+    const FALSE_POSITIVES: f64 = 0.01;
+    const MIN_CAPACITY: usize = 1 << 16;
+
+    fn with_capacity(capacity: usize) -> Self {
+        VisitorFilter {
+            layers: Vec::new(),
+            room: 0,
+            next_capacity: capacity.max(Self::MIN_CAPACITY),
+        }
+    }
+
+    fn may_contain(&self, kind: &str, id: &str) -> bool {
+        self.layers.iter().any(|l| l.contains(&(kind, id)))
+    }
+
+    fn insert(&mut self, kind: &str, id: &str) {
+        if self.may_contain(kind, id) {
+            return;
+        }
+        if self.room == 0 {
+            self.layers.push(
+                BloomFilter::with_false_pos(Self::FALSE_POSITIVES)
+                    .expected_items(self.next_capacity),
+            );
+            self.room = self.next_capacity;
+            self.next_capacity = self.next_capacity.saturating_mul(2);
+        }
+        if let Some(layer) = self.layers.last_mut() {
+            layer.insert(&(kind, id));
+            self.room -= 1;
+        }
+    }
+}
+
+/// Records every key (`keys`, from [`crate::model::person_keys`]) event `rowid` can be found by.
+pub(super) fn index_people(tx: &Connection, rowid: i64, keys: &[String]) -> Result<(), TxError> {
+    // One statement per event rather than one per key (person_keys gives at most four).
+    const BY_COUNT: [&str; 4] = [
+        "INSERT INTO event_people (event_rowid, person) VALUES (?1, ?)",
+        "INSERT INTO event_people (event_rowid, person) VALUES (?1, ?), (?1, ?)",
+        "INSERT INTO event_people (event_rowid, person) VALUES (?1, ?), (?1, ?), (?1, ?)",
+        "INSERT INTO event_people (event_rowid, person) VALUES (?1, ?), (?1, ?), (?1, ?), (?1, ?)",
+    ];
+    for chunk in keys.chunks(BY_COUNT.len()) {
+        let mut statement = tx.prepare_cached(BY_COUNT[chunk.len() - 1])?;
+        statement.raw_bind_parameter(1, rowid)?;
+        for (i, key) in chunk.iter().enumerate() {
+            statement.raw_bind_parameter(i + 2, key)?;
+        }
+        statement.raw_execute()?;
     }
     Ok(())
 }
 
-/// The visitor keys click IDs are remembered under: the anonymous ID and the external ID.
-fn visitor_keys(event: &Event) -> Vec<String> {
-    let mut keys = Vec::with_capacity(2);
-    if let Some(a) = &event.user.anonymous_id {
-        keys.push(format!("anon:{a}"));
-    }
-    if let Some(x) = &event.user.identity.external_id {
-        keys.push(format!("ext:{x}"));
-    }
-    keys
-}
-
-/// Remembers `event`'s click IDs and ad cookies for its visitor until `until`; a newer click
-/// replaces an older one of the same kind.
+/// Remembers `event`'s click IDs and ad cookies for its visitor (anonymous ID and external ID)
+/// until `until`; a newer click replaces an older one of the same kind.
 pub(super) fn remember_click_ids(
     tx: &Connection,
+    memory: &mut PeopleMemory,
     event: &Event,
     until: Timestamp,
 ) -> Result<(), TxError> {
-    let visitors = visitor_keys(event);
-    if visitors.is_empty() {
-        return Ok(());
-    }
+    let visitors = [
+        ("anon", event.user.anonymous_id.as_deref()),
+        ("ext", event.user.identity.external_id.as_deref()),
+    ];
     let clicked = event.user.click_ids.clicked_at.unwrap_or(event.timestamp);
+    let mut remembered = false;
     for (kind, value) in event.user.click_ids.named() {
         let Some(value) = value else { continue };
-        for visitor in &visitors {
+        for (prefix, id) in visitors {
+            let Some(id) = id else { continue };
             tx.prepare_cached(
                 "INSERT INTO visitor_click_ids (visitor, kind, value, clicked_ms, expires_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 VALUES (?1 || ':' || ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (visitor, kind) DO UPDATE
                     SET value = excluded.value, clicked_ms = excluded.clicked_ms,
                         expires_ms = excluded.expires_ms
                   WHERE excluded.clicked_ms >= visitor_click_ids.clicked_ms",
             )?
             .execute(params![
-                visitor,
+                prefix,
+                id,
                 kind,
                 value,
                 clicked.millis(),
                 until.millis()
             ])?;
+            remembered = true;
+        }
+    }
+    if remembered {
+        for (prefix, id) in visitors {
+            if let Some(id) = id {
+                memory.visitors.insert(prefix, id);
+            }
         }
     }
     Ok(())
@@ -76,17 +236,21 @@ const GROUPS: &[&[&str]] = &[
     &["ga_client_id"],
 ];
 
-/// Attaches the visitor's remembered, unexpired click IDs to `event` where it has none of a
-/// group, following identify links between anonymous and external IDs. Returns whether
-/// anything was attached.
-pub(super) fn attach_click_ids(tx: &Connection, event: &mut Event) -> Result<bool, TxError> {
+/// The event with the visitor's remembered, unexpired click IDs attached where it has none of a
+/// group, following identify links between anonymous and external IDs; `None` when nothing
+/// would be attached.
+pub(super) fn with_remembered_clicks(
+    tx: &Connection,
+    memory: &PeopleMemory,
+    event: &Event,
+) -> Result<Option<Event>, TxError> {
+    if !memory.may_have_clicks(event) {
+        return Ok(None);
+    }
     let anon = event.user.anonymous_id.as_deref();
     let ext = event.user.identity.external_id.as_deref();
-    if anon.is_none() && ext.is_none() {
-        return Ok(false);
-    }
-    // The visitor's keys and those linked to them by identify, in one statement (this runs for
-    // every new event that names a visitor); newest click first, so the first row of a kind wins.
+    // The visitor's keys and those linked to them by identify, in one statement; newest click
+    // first, so the first row of a kind wins.
     let mut query = tx.prepare_cached(
         "SELECT kind, value, clicked_ms FROM visitor_click_ids
           WHERE expires_ms > ?1 AND visitor IN (
@@ -110,57 +274,41 @@ pub(super) fn attach_click_ids(tx: &Connection, event: &mut Event) -> Result<boo
             remembered.push(row);
         }
     }
-    if remembered.is_empty() {
-        return Ok(false);
+    let own = &event.user.click_ids;
+    let open_groups: Vec<&[&str]> = GROUPS
+        .iter()
+        .copied()
+        .filter(|group| {
+            !own.named()
+                .any(|(kind, v)| v.is_some() && group.contains(&kind))
+        })
+        .collect();
+    let attachable = |kind: &str| open_groups.iter().any(|g| g.contains(&kind));
+    if !remembered.iter().any(|(k, _, _)| attachable(k)) {
+        return Ok(None);
     }
-    let mut attached = false;
-    let click_ids = &mut event.user.click_ids;
-    for group in GROUPS {
-        let has_any = click_ids
-            .named()
-            .any(|(kind, v)| v.is_some() && group.contains(&kind));
-        if has_any {
-            continue;
-        }
-        for (kind, value, clicked) in remembered
-            .iter()
-            .filter(|(k, _, _)| group.contains(&k.as_str()))
-        {
-            if let Some(slot) = click_ids.field_mut(kind) {
-                *slot = Some(value.clone());
-                attached = true;
-                if click_ids.clicked_at.is_none()
-                    && !matches!(kind.as_str(), "fbp" | "ttp" | "ga_client_id")
-                {
-                    click_ids.clicked_at = Some(Timestamp::from_millis(*clicked));
-                }
+    let mut enriched = event.clone();
+    let click_ids = &mut enriched.user.click_ids;
+    for (kind, value, clicked) in remembered.iter().filter(|(k, _, _)| attachable(k)) {
+        if let Some(slot) = click_ids.field_mut(kind) {
+            *slot = Some(value.clone());
+            if click_ids.clicked_at.is_none()
+                && !matches!(kind.as_str(), "fbp" | "ttp" | "ga_client_id")
+            {
+                click_ids.clicked_at = Some(Timestamp::from_millis(*clicked));
             }
         }
     }
-    Ok(attached)
-}
-
-/// When a person the event is about revoked consent at or after the event's time.
-pub(super) fn revoked_at(tx: &Connection, event: &Event) -> Result<Option<Timestamp>, TxError> {
-    let keys = person_keys(&event.user);
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    // One statement per key count (at most four), each prepared once.
-    let sql = format!(
-        "SELECT MAX(at_ms) FROM revocations WHERE person IN ({})",
-        vec!["?"; keys.len()].join(", ")
-    );
-    let latest: Option<i64> = tx
-        .prepare_cached(&sql)?
-        .query_row(rusqlite::params_from_iter(&keys), |r| r.get(0))?;
-    Ok(latest
-        .filter(|at| *at >= event.timestamp.millis())
-        .map(Timestamp::from_millis))
+    Ok(Some(enriched))
 }
 
 /// Records the revocation and withholds the person's pending deliveries; returns how many.
-pub(super) fn revoke(tx: &Connection, now: Timestamp, r: &Revocation) -> Result<u64, TxError> {
+pub(super) fn revoke(
+    tx: &Connection,
+    memory: &mut PeopleMemory,
+    now: Timestamp,
+    r: &Revocation,
+) -> Result<u64, TxError> {
     let mut cancelled = 0;
     let reason = format!("consent revoked at {}", r.at);
     for person in &r.people {
@@ -169,6 +317,8 @@ pub(super) fn revoke(tx: &Connection, now: Timestamp, r: &Revocation) -> Result<
              ON CONFLICT (person) DO UPDATE SET at_ms = MAX(at_ms, excluded.at_ms)",
         )?
         .execute(params![person, r.at.millis()])?;
+        let latest = memory.revocations.entry(person.clone()).or_insert(i64::MIN);
+        *latest = (*latest).max(r.at.millis());
         cancelled += tx
             .prepare_cached(
                 "UPDATE deliveries

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
+use super::people::PeopleMemory;
 use super::read::{self, ReadPool};
 use super::schema;
 use super::writer::{self, WriteRequest, WriterHealth, WriterMessage};
@@ -64,6 +65,10 @@ impl SqliteStore {
     /// When the file cannot be opened or its schema is newer than this binary.
     pub fn open(config: SqliteConfig) -> Result<Self, StoreError> {
         let conn = schema::open_writer(&config.path)?;
+        let people = PeopleMemory::load(&conn).map_err(|e| StoreError::Open {
+            path: config.path.display().to_string(),
+            source: Box::new(e),
+        })?;
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let health = Arc::new(WriterHealth {
             healthy: AtomicBool::new(true),
@@ -73,7 +78,7 @@ impl SqliteStore {
         let max_group = config.max_group_items;
         let writer = std::thread::Builder::new()
             .name("tally-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_group, writer_health))
+            .spawn(move || writer::run(conn, rx, max_group, writer_health, people))
             .map_err(|e| StoreError::Open {
                 path: config.path.display().to_string(),
                 source: Box::new(e),

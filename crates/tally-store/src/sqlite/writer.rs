@@ -12,11 +12,11 @@ use tally_core::rejection::Rejection;
 use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use super::people;
+use super::people::{self, PeopleMemory};
 use crate::StoreError;
 use crate::model::{
     ClaimedDelivery, DeliveryState, IngestItem, IngestOutcome, NewQuarantine, PlannedDelivery,
-    QuarantineBody, Settlement,
+    QuarantineBody, Settlement, person_keys,
 };
 use tally_core::retry::Next;
 
@@ -62,6 +62,7 @@ pub(super) fn run(
     mut rx: mpsc::Receiver<WriterMessage>,
     max_group_items: usize,
     health: Arc<WriterHealth>,
+    mut people: PeopleMemory,
 ) {
     let mut group: Vec<WriteRequest> = Vec::new();
     let mut shutting_down = false;
@@ -108,7 +109,7 @@ pub(super) fn run(
         if group.is_empty() {
             continue;
         }
-        match commit_group(&mut conn, &group) {
+        match commit_group(&mut conn, &mut people, &group) {
             Ok(outcomes) => {
                 wal_dirty = true;
                 health.healthy.store(true, Ordering::Relaxed);
@@ -117,6 +118,7 @@ pub(super) fn run(
                 }
             }
             Err(e) => {
+                people.rolled_back();
                 health.healthy.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, requests = group.len(), items = count, "Group commit failed; answering 503.");
                 let message = e.to_string();
@@ -133,16 +135,18 @@ pub(super) fn run(
 
 fn commit_group(
     conn: &mut Connection,
+    people: &mut PeopleMemory,
     group: &[WriteRequest],
 ) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
     let started = Instant::now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    people.refresh(&tx)?;
     let mut all = Vec::with_capacity(group.len());
     let mut items = 0;
     for req in group {
         let mut outcomes = Vec::with_capacity(req.items.len());
         for item in &req.items {
-            outcomes.push(apply(&tx, req.now, item)?);
+            outcomes.push(apply(&tx, people, req.now, item)?);
         }
         items += req.items.len();
         all.push(outcomes);
@@ -180,7 +184,12 @@ struct StoredRow {
     body: String,
 }
 
-fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOutcome, TxError> {
+fn apply(
+    tx: &Connection,
+    people: &mut PeopleMemory,
+    now: Timestamp,
+    item: &IngestItem,
+) -> Result<IngestOutcome, TxError> {
     match item {
         IngestItem::Event {
             candidate,
@@ -191,6 +200,7 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
         } => {
             let outcome = ingest_event(
                 tx,
+                people,
                 now,
                 candidate,
                 encoded,
@@ -243,13 +253,14 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
             applied: settle(tx, now, settlement)?,
         }),
         IngestItem::Revoke(revocation) => Ok(IngestOutcome::Revoked {
-            cancelled: people::revoke(tx, now, revocation)?,
+            cancelled: people::revoke(tx, people, now, revocation)?,
         }),
         IngestItem::Replay(filter) => {
             let (requeued, expired) = people::replay(tx, now, filter)?;
             Ok(IngestOutcome::Replayed { requeued, expired })
         }
         IngestItem::Identify(link) => {
+            people.linked(link.anonymous_id.as_deref(), link.external_id.as_deref());
             tx.prepare_cached(
                 "INSERT INTO identity_links (at_ms, source, anonymous_id, external_id, identity) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
@@ -265,8 +276,10 @@ fn apply(tx: &Connection, now: Timestamp, item: &IngestItem) -> Result<IngestOut
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ingest_event(
     tx: &Connection,
+    people: &mut PeopleMemory,
     now: Timestamp,
     c: &Candidate,
     encoded: &str,
@@ -311,19 +324,14 @@ fn ingest_event(
         Decision::New => {
             // A later event of a visitor whose click was remembered carries that click too.
             // Looked up before this event's own clicks are remembered, which it has already.
-            let mut enriched = None;
-            if e.user.anonymous_id.is_some() || e.user.identity.external_id.is_some() {
-                let mut copy = e.clone();
-                if people::attach_click_ids(tx, &mut copy)? {
-                    enriched = Some(copy);
-                }
-            }
+            let enriched = people::with_remembered_clicks(tx, people, e)?;
             if let Some(until) = click_ids_until {
-                people::remember_click_ids(tx, e, until)?;
+                people::remember_click_ids(tx, people, e, until)?;
             }
             let reencoded = enriched.as_ref().map(serde_json::to_string).transpose()?;
             let encoded = reencoded.as_deref().unwrap_or(encoded);
-            let revoked = people::revoked_at(tx, e)?;
+            let keys = person_keys(&e.user);
+            let revoked = people.revoked_at(&keys, e);
             let id_epoch = by_id.map_or(0, |r| r.epoch + 1);
             let key_epoch = by_key.map_or(0, |r| r.epoch + 1);
             tx.prepare_cached(
@@ -346,7 +354,7 @@ fn ingest_event(
                 encoded
             ])?;
             let rowid = tx.last_insert_rowid();
-            people::index_people(tx, rowid, e)?;
+            people::index_people(tx, rowid, &keys)?;
             let (state, reason) = match revoked {
                 Some(at) => ("withheld", Some(format!("consent revoked at {at}"))),
                 None => ("pending", None),
@@ -363,12 +371,16 @@ fn ingest_event(
         Decision::Duplicate { matched_by, ghost } => {
             let row = live.expect("a duplicate has a live row");
             let mut merged = stored.expect("decoded above");
+            let keys_before = person_keys(&merged.user);
             let contributed = merge(&mut merged, e);
             if let Some(until) = click_ids_until {
-                people::remember_click_ids(tx, e, until)?;
+                people::remember_click_ids(tx, people, e, until)?;
             }
             if !contributed.is_empty() {
-                people::index_people(tx, row.rowid, &merged)?;
+                // Only keys the merge added: the log has no unique key to absorb repeats.
+                let mut added = person_keys(&merged.user);
+                added.retain(|k| !keys_before.contains(k));
+                people::index_people(tx, row.rowid, &added)?;
             }
             let incoming_browser = e.source_kind == SourceKind::Browser;
             if !contributed.is_empty() || (incoming_browser && !row.has_browser) {

@@ -138,6 +138,7 @@ macro_rules! store_test_suite {
             case!(people::click_ids_follow_identify_links_and_expire);
             case!(people::revocation_withholds_pending_deliveries_and_later_arrivals);
             case!(people::replay_requeues_stopped_deliveries_by_filter_but_not_expired_ones);
+            case!(people::click_memory_links_and_revocations_survive_a_reopen_in_any_order);
             case!(quarantine::quarantined_events_are_listed_and_filtered);
             case!(quarantine::a_successful_replay_resolves_the_quarantine_row);
             case!(quarantine::a_failed_replay_keeps_the_row_open_with_the_new_reason);

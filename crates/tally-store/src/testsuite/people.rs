@@ -415,3 +415,70 @@ pub async fn replay_requeues_stopped_deliveries_by_filter_but_not_expired_ones<S
 }
 
 const HOUR_AGO: i64 = -60 * MINUTE;
+
+fn link(anonymous_id: &str, external_id: &str) -> IngestItem {
+    IngestItem::Identify(IdentityLink {
+        at: NOW,
+        source: "web".into(),
+        anonymous_id: Some(anonymous_id.into()),
+        external_id: Some(external_id.into()),
+        identity: HashedIdentity::default(),
+    })
+}
+
+pub async fn click_memory_links_and_revocations_survive_a_reopen_in_any_order<S: TestStore>() {
+    let (store, guard) = S::for_test().await;
+    // The click before the link, and the link before the click (remembered under the
+    // customer ID, found from the anonymous ID).
+    store.ingest(NOW, vec![landing("v-20", NOW)]).await.unwrap();
+    store
+        .ingest(NOW, vec![link("v-20", "cust-20"), link("v-21", "cust-21")])
+        .await
+        .unwrap();
+    let crm_click = event(
+        json!({"event": "add_to_cart", "event_id": "crm-21", "timestamp": NOW.millis(),
+               "user": {"external_id": "cust-21", "click_ids": {"ttclid": "T-21"}}}),
+        Server,
+        NOW,
+    )
+    .remember_click_ids_until(at(90 * DAY));
+    store.ingest(NOW, vec![crm_click]).await.unwrap();
+    store
+        .revoke(
+            at(MINUTE),
+            Revocation {
+                people: vec!["anon:v-20".into()],
+                at: at(MINUTE),
+            },
+        )
+        .await
+        .unwrap();
+
+    let store = store.reopen(&guard).await;
+    let later = at(DAY);
+    store
+        .ingest(
+            later,
+            vec![
+                server_purchase("s-20", json!({"external_id": "cust-20"}), later),
+                server_purchase("s-21", json!({"anonymous_id": "v-21"}), later),
+                deliver_to(
+                    server_purchase("s-22", json!({"anonymous_id": "v-20"}), NOW),
+                    &["meta"],
+                    at(7 * DAY),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let s20 = &store.ledger("s-20").await.unwrap()[0];
+    assert_eq!(s20.event.user.click_ids.gclid.as_deref(), Some("G-1"));
+    let s22 = &store.ledger("s-22").await.unwrap()[0];
+    assert_eq!(
+        s22.deliveries[0].state,
+        DeliveryState::Withheld,
+        "a revocation is remembered across a restart"
+    );
+    let s21 = &store.ledger("s-21").await.unwrap()[0];
+    assert_eq!(s21.event.user.click_ids.ttclid.as_deref(), Some("T-21"));
+}
