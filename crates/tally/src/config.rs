@@ -91,8 +91,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// A configured destination: its connector settings and its routing rules.
-#[derive(Clone, Debug)]
+/// A configured destination: its connector settings and its routing rules. `Debug` names the
+/// connector's settings but never shows their values (tokens, secrets, header values).
+#[derive(Clone)]
 pub struct DestinationDecl {
     /// Name (deliveries are keyed by it).
     pub name: String,
@@ -106,6 +107,19 @@ pub struct DestinationDecl {
     pub max_requests_per_second: Option<u32>,
     /// The connector's own keys (endpoint, credentials, ...), validated by its builder.
     pub settings: Table,
+}
+
+impl std::fmt::Debug for DestinationDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationDecl")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("route", &self.route)
+            .field("concurrency", &self.concurrency)
+            .field("max_requests_per_second", &self.max_requests_per_second)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// `[delivery]`.
@@ -1164,6 +1178,37 @@ mod tests {
         }
         assert!(!keys.contains(&"consent.regions.fr"));
         assert!(!err.to_string().contains("EAAB-secret-token"), "{err}");
+    }
+
+    #[test]
+    fn a_loaded_config_never_shows_a_credential_in_debug() {
+        let file = r#"
+            admin_token = "admin-token-0123456789"
+            [[sources]]
+            name = "api"
+            kind = "server"
+            key = "sk_live_0123456789"
+            [[destinations]]
+            name = "hook"
+            kind = "webhook"
+            url = "https://hooks.example.com/tally"
+            secret = "whsec-0123456789abcdef"
+            headers = { Authorization = "Bearer rcv-0123456789" }
+        "#;
+        let c = load_from(Some(("f", file)), &env(&[]), &Overrides::default()).unwrap();
+        let shown = format!("{c:?}");
+        for secret in [
+            "admin-token-0123456789",
+            "sk_live_0123456789",
+            "whsec-0123456789abcdef",
+            "rcv-0123456789",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("\"secret\""),
+            "the settings are named: {shown}"
+        );
     }
 
     #[test]
