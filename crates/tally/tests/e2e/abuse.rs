@@ -133,8 +133,9 @@ async fn unfinished_headers_are_cut_off_after_the_header_read_timeout() {
 #[tokio::test]
 async fn a_header_sent_one_byte_at_a_time_does_not_extend_the_timeout() {
     let app = short_timeout_app().await;
-    let mut stream = connect(&app).await;
+    // Before connecting: the server's timer cannot start earlier than this.
     let started = Instant::now();
+    let mut stream = connect(&app).await;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: tally\r\nX-Slow: ")
         .await
@@ -175,6 +176,8 @@ async fn a_header_sent_one_byte_at_a_time_does_not_extend_the_timeout() {
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
     let app = short_timeout_app().await;
     let mut stream = connect(&app).await;
+    // Before the request: the server's timer for the next one cannot start earlier than this.
+    let asked = Instant::now();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: tally\r\n\r\n")
         .await
@@ -191,15 +194,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     .await
     .expect("answered");
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
-    let answered = Instant::now();
-    assert!(
-        still_open(&stream),
-        "keep-alive holds the connection at first"
-    );
     closed_within(&mut stream, BOUND)
         .await
         .expect("an idle keep-alive connection is closed");
-    assert!(answered.elapsed() >= SHORT_HEADER_TIMEOUT);
+    assert!(asked.elapsed() >= SHORT_HEADER_TIMEOUT);
     app.stop().await;
 }
 
