@@ -157,12 +157,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_dispatchers, stopping) = tokio::sync::watch::channel(false);
+    let delivery = delivery_runtime()?;
     let running: Vec<_> = app
         .dispatchers
         .into_iter()
         .map(|d| {
             let mut stopping = stopping.clone();
-            tokio::spawn(d.run(async move {
+            delivery.spawn(d.run(async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
             }))
         })
@@ -206,8 +207,36 @@ pub async fn serve(
     // Dispatchers finish the round they are in (a lease covers any that do not).
     let _ = stop_dispatchers.send(true);
     let _ = tokio::time::timeout(app.dispatcher_grace, futures::future::join_all(running)).await;
+    delivery.shutdown_background();
     app.store.close().await;
     Ok(())
+}
+
+/// Niceness of the delivery threads: when ingest and delivery compete for a core, the kernel
+/// gives ingest about 90 % of it (scheduler weights 1024 against 110), while a core ingest
+/// leaves idle still goes to delivery in full.
+pub const DELIVERY_NICENESS: i32 = 10;
+
+/// The runtime dispatchers run on: threads of their own at a lower CPU priority, so delivery
+/// work (request bodies, TLS, HTTP) never makes an ingest request wait for a busy core. A
+/// delivery can wait milliseconds; the page or backend sending an event should not.
+fn delivery_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("tally-delivery")
+        .on_thread_start(lower_thread_priority)
+        .enable_all()
+        .build()
+}
+
+fn lower_thread_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    // The crate maps 0..=99 linearly onto niceness 19..=-20; 22 is niceness 10.
+    let value = ThreadPriorityValue::try_from(22u8).expect("22 is within 0..=99");
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
+        tracing::warn!(error = ?e, "Could not lower the delivery threads' priority; delivery competes with ingest for CPU.");
+    }
 }
 
 /// Starts tally with `config` on the system clock: opens the store, binds, prints where it
@@ -270,4 +299,35 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("Shutting down: finishing in-flight requests.");
+}
+
+#[cfg(test)]
+mod delivery_priority_tests {
+    use super::*;
+
+    /// The niceness of the calling thread, from the kernel's own account.
+    fn own_niceness() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("linux /proc");
+        // Fields after the parenthesised command name; niceness is field 19 overall.
+        let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
+        after_name
+            .split(' ')
+            .nth(16)
+            .expect("nice field")
+            .parse()
+            .expect("a number")
+    }
+
+    #[test]
+    fn delivery_threads_run_at_lower_priority_than_ingest() {
+        let ingest = own_niceness();
+        let runtime = delivery_runtime().expect("runtime");
+        let delivery = runtime
+            .block_on(async { tokio::spawn(async { own_niceness() }).await })
+            .expect("task");
+        if ingest < DELIVERY_NICENESS {
+            assert_eq!(delivery, DELIVERY_NICENESS);
+        }
+        runtime.shutdown_background();
+    }
 }

@@ -164,7 +164,7 @@ impl Store for SqliteStore {
             Ok(Ok(())) => {}
         }
         let (outcomes, _items) = answer.await.map_err(|_| StoreError::Closed)??;
-        Ok(outcomes)
+        outcomes.into_iter().map(writer::Applied::decode).collect()
     }
 
     async fn ledger(&self, event_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {

@@ -1,5 +1,6 @@
 //! The writer thread: group commit and the ingest transaction.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +28,50 @@ const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 const SLOW_COMMIT: Duration = Duration::from_millis(5);
 
 /// A committed request: its outcomes, and its items handed back.
-pub(super) type Committed = (Vec<IngestOutcome>, Vec<IngestItem>);
+pub(super) type Committed = (Vec<Applied>, Vec<IngestItem>);
+
+/// One item's result as the writer answers it. Claimed events are handed over as stored text
+/// and decoded by the caller ([`Applied::decode`]), so the single writer, which every ingest
+/// waits on, spends no time on them.
+pub(super) enum Applied {
+    Outcome(IngestOutcome),
+    Claimed(Vec<StoredClaim>),
+}
+
+/// A leased delivery with its event as stored.
+pub(super) struct StoredClaim {
+    delivery_id: i64,
+    destination: String,
+    attempts: u32,
+    deadline: Timestamp,
+    body: String,
+}
+
+impl Applied {
+    /// The public outcome, decoding claimed events.
+    pub(super) fn decode(self) -> Result<IngestOutcome, StoreError> {
+        match self {
+            Applied::Outcome(outcome) => Ok(outcome),
+            Applied::Claimed(claims) => claims
+                .into_iter()
+                .map(|c| {
+                    let event = serde_json::from_str(&c.body).map_err(|e| StoreError::Corrupt {
+                        table: "events",
+                        message: format!("event of delivery {}: {e}", c.delivery_id),
+                    })?;
+                    Ok(ClaimedDelivery {
+                        delivery_id: c.delivery_id,
+                        destination: c.destination,
+                        attempts: c.attempts,
+                        deadline: c.deadline,
+                        event,
+                    })
+                })
+                .collect::<Result<_, _>>()
+                .map(IngestOutcome::Claimed),
+        }
+    }
+}
 
 /// A request for the writer.
 pub(super) struct WriteRequest {
@@ -56,6 +100,72 @@ pub(super) struct WriterHealth {
 #[error("{0}")]
 struct CommitFailure(String);
 
+/// Outbox work (claims and settlements) waits while ingest requests are queued, but never
+/// longer than this, so delivery keeps moving under an ingest load that never lets up.
+const OUTBOX_MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// Whether a request is the outbox's (a dispatcher's claim or settlement): ingest goes first.
+fn is_outbox(req: &WriteRequest) -> bool {
+    req.items
+        .iter()
+        .all(|i| matches!(i, IngestItem::Claim { .. } | IngestItem::Settle(_)))
+}
+
+/// Requests taken off the channel, waiting for their group: ingest and outbox apart.
+#[derive(Default)]
+struct Waiting {
+    ingest: VecDeque<WriteRequest>,
+    ingest_items: usize,
+    outbox: VecDeque<WriteRequest>,
+    outbox_since: Option<Instant>,
+}
+
+impl Waiting {
+    fn push(&mut self, req: WriteRequest, now: Instant) {
+        if is_outbox(&req) {
+            self.outbox_since.get_or_insert(now);
+            self.outbox.push_back(req);
+        } else {
+            self.ingest_items += req.items.len();
+            self.ingest.push_back(req);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ingest.is_empty() && self.outbox.is_empty()
+    }
+
+    /// The next group: queued ingest requests, unless the outbox has waited its turn (or
+    /// nothing else waits). At least one request, then up to `max_items` items.
+    fn next_group(&mut self, max_items: usize, now: Instant) -> Vec<WriteRequest> {
+        let outbox_turn = !self.outbox.is_empty()
+            && (self.ingest.is_empty()
+                || self
+                    .outbox_since
+                    .is_some_and(|since| now.duration_since(since) >= OUTBOX_MAX_WAIT));
+        let queue = if outbox_turn {
+            &mut self.outbox
+        } else {
+            &mut self.ingest
+        };
+        let mut group = Vec::new();
+        let mut items = 0;
+        while let Some(req) = queue.front() {
+            if !group.is_empty() && items + req.items.len() > max_items {
+                break;
+            }
+            items += req.items.len();
+            group.extend(queue.pop_front());
+        }
+        if outbox_turn {
+            self.outbox_since = (!self.outbox.is_empty()).then_some(now);
+        } else {
+            self.ingest_items -= items;
+        }
+        group
+    }
+}
+
 /// Runs until every sender is dropped, then returns.
 pub(super) fn run(
     mut conn: Connection,
@@ -64,65 +174,58 @@ pub(super) fn run(
     health: Arc<WriterHealth>,
     mut people: PeopleMemory,
 ) {
-    let mut group: Vec<WriteRequest> = Vec::new();
+    let mut waiting = Waiting::default();
     let mut shutting_down = false;
+    let mut disconnected = false;
     let mut last_checkpoint = Instant::now();
     let mut wal_dirty = false;
-    while !shutting_down {
-        let first = match rx.try_recv() {
-            Ok(message) => message,
-            Err(_) => {
-                // Idle: move the WAL into the database now, so the copying and its sync do not
-                // land in the middle of a busy stretch and stall commits behind them.
-                if wal_dirty && last_checkpoint.elapsed() >= IDLE_CHECKPOINT_EVERY {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry.");
-                    }
-                    last_checkpoint = Instant::now();
-                    wal_dirty = false;
-                }
-                match rx.blocking_recv() {
-                    Some(message) => message,
-                    None => break,
-                }
-            }
-        };
-        let mut count = 0;
-        match first {
-            WriterMessage::Write(req) => {
-                count += req.items.len();
-                group.push(req);
-            }
-            WriterMessage::Shutdown => shutting_down = true,
-        }
-        while count < max_group_items || shutting_down {
+    loop {
+        // Take what is queued without blocking, until a group's worth of ingest is known (all
+        // of it when shutting down: queued writes are committed before the writer stops).
+        while (waiting.ingest_items < max_group_items || shutting_down) && !disconnected {
             match rx.try_recv() {
-                Ok(WriterMessage::Write(req)) => {
-                    count += req.items.len();
-                    group.push(req);
-                }
+                Ok(WriterMessage::Write(req)) => waiting.push(req, Instant::now()),
                 Ok(WriterMessage::Shutdown) => shutting_down = true,
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => disconnected = true,
             }
         }
-        if group.is_empty() {
+        if waiting.is_empty() {
+            if shutting_down || disconnected {
+                break;
+            }
+            // Idle: move the WAL into the database now, so the copying and its sync do not
+            // land in the middle of a busy stretch and stall commits behind them.
+            if wal_dirty && last_checkpoint.elapsed() >= IDLE_CHECKPOINT_EVERY {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry.");
+                }
+                last_checkpoint = Instant::now();
+                wal_dirty = false;
+            }
+            match rx.blocking_recv() {
+                Some(WriterMessage::Write(req)) => waiting.push(req, Instant::now()),
+                Some(WriterMessage::Shutdown) => shutting_down = true,
+                None => disconnected = true,
+            }
             continue;
         }
+        let group = waiting.next_group(max_group_items, Instant::now());
         match commit_group(&mut conn, &mut people, &group) {
             Ok(outcomes) => {
                 wal_dirty = true;
                 health.healthy.store(true, Ordering::Relaxed);
-                for (req, out) in group.drain(..).zip(outcomes) {
+                for (req, out) in group.into_iter().zip(outcomes) {
                     let _ = req.reply.send(Ok((out, req.items)));
                 }
             }
             Err(e) => {
                 people.rolled_back();
                 health.healthy.store(false, Ordering::Relaxed);
-                tracing::error!(error = %e, requests = group.len(), items = count, "Group commit failed; answering 503.");
+                let items: usize = group.iter().map(|r| r.items.len()).sum();
+                tracing::error!(error = %e, requests = group.len(), items, "Group commit failed; answering 503.");
                 let message = e.to_string();
-                for req in group.drain(..) {
+                for req in group {
                     let failure = CommitFailure(message.clone());
                     let _ = req
                         .reply
@@ -137,7 +240,7 @@ fn commit_group(
     conn: &mut Connection,
     people: &mut PeopleMemory,
     group: &[WriteRequest],
-) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
+) -> Result<Vec<Vec<Applied>>, TxError> {
     let started = Instant::now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     people.refresh(&tx)?;
@@ -189,8 +292,8 @@ fn apply(
     people: &mut PeopleMemory,
     now: Timestamp,
     item: &IngestItem,
-) -> Result<IngestOutcome, TxError> {
-    match item {
+) -> Result<Applied, TxError> {
+    let outcome = match item {
         IngestItem::Event {
             candidate,
             replay_of,
@@ -216,15 +319,15 @@ fn apply(
                 )?
                 .execute(params![id, now.millis()])?;
             }
-            Ok(outcome)
+            outcome
         }
-        IngestItem::Quarantine(q) => Ok(IngestOutcome::Quarantined {
+        IngestItem::Quarantine(q) => IngestOutcome::Quarantined {
             quarantine_id: insert_quarantine(tx, q)?,
-        }),
+        },
         IngestItem::Requarantine { id, rejection } => {
             tx.prepare_cached("UPDATE quarantine SET code = ?2, message = ?3 WHERE id = ?1")?
                 .execute(params![id, rejection.code, rejection.message])?;
-            Ok(IngestOutcome::Quarantined { quarantine_id: *id })
+            IngestOutcome::Quarantined { quarantine_id: *id }
         }
         IngestItem::Claim {
             destination,
@@ -232,32 +335,34 @@ fn apply(
             lease_until,
             limit,
             gated,
-        } => Ok(IngestOutcome::Claimed(claim(
-            tx,
-            now,
-            destination,
-            owner,
-            *lease_until,
-            *limit,
-            *gated,
-        )?)),
+        } => {
+            return Ok(Applied::Claimed(claim(
+                tx,
+                now,
+                destination,
+                owner,
+                *lease_until,
+                *limit,
+                *gated,
+            )?));
+        }
         IngestItem::GoLive { destination, note } => {
             tx.prepare_cached(
                 "INSERT INTO live_destinations (destination, since_ms, note) VALUES (?1, ?2, ?3)
                  ON CONFLICT (destination) DO NOTHING",
             )?
             .execute(params![destination, now.millis(), note])?;
-            Ok(IngestOutcome::Live)
+            IngestOutcome::Live
         }
-        IngestItem::Settle(settlement) => Ok(IngestOutcome::Settled {
+        IngestItem::Settle(settlement) => IngestOutcome::Settled {
             applied: settle(tx, now, settlement)?,
-        }),
-        IngestItem::Revoke(revocation) => Ok(IngestOutcome::Revoked {
+        },
+        IngestItem::Revoke(revocation) => IngestOutcome::Revoked {
             cancelled: people::revoke(tx, people, now, revocation)?,
-        }),
+        },
         IngestItem::Replay(filter) => {
             let (requeued, expired) = people::replay(tx, now, filter)?;
-            Ok(IngestOutcome::Replayed { requeued, expired })
+            IngestOutcome::Replayed { requeued, expired }
         }
         IngestItem::Identify(link) => {
             people.linked(link.anonymous_id.as_deref(), link.external_id.as_deref());
@@ -271,9 +376,10 @@ fn apply(
                 link.external_id,
                 serde_json::to_string(&link.identity)?
             ])?;
-            Ok(IngestOutcome::Linked)
+            IngestOutcome::Linked
         }
-    }
+    };
+    Ok(Applied::Outcome(outcome))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -531,7 +637,7 @@ fn claim(
     lease_until: Timestamp,
     limit: u32,
     gated: bool,
-) -> Result<Vec<ClaimedDelivery>, TxError> {
+) -> Result<Vec<StoredClaim>, TxError> {
     let live = !gated
         || tx
             .prepare_cached("SELECT 1 FROM live_destinations WHERE destination = ?1")?
@@ -546,13 +652,12 @@ fn claim(
     let mut rows = due.query(params![destination, now.millis(), limit, live])?;
     let mut claimed = Vec::new();
     while let Some(r) = rows.next()? {
-        let body = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
-        claimed.push(ClaimedDelivery {
+        claimed.push(StoredClaim {
             delivery_id: r.get(0)?,
             destination: destination.to_owned(),
             attempts: r.get(1)?,
             deadline: Timestamp::from_millis(r.get(2)?),
-            event: serde_json::from_str(body)?,
+            body: r.get(3)?,
         });
     }
     drop(rows);
@@ -609,4 +714,84 @@ fn settle(tx: &Connection, now: Timestamp, s: &Settlement) -> Result<bool, TxErr
         s.attempt.consent
     ])?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttemptRecord, Settlement};
+
+    fn request(items: Vec<IngestItem>) -> WriteRequest {
+        let (reply, _) = oneshot::channel();
+        WriteRequest {
+            now: Timestamp::from_millis(0),
+            items,
+            reply,
+        }
+    }
+
+    fn ingest_request(events: usize) -> WriteRequest {
+        let link = IngestItem::Identify(crate::model::IdentityLink {
+            at: Timestamp::from_millis(0),
+            source: "web".into(),
+            anonymous_id: Some("a".into()),
+            external_id: None,
+            identity: Default::default(),
+        });
+        request(vec![link; events])
+    }
+
+    fn settle_request() -> WriteRequest {
+        request(vec![IngestItem::Settle(Settlement {
+            delivery_id: 1,
+            owner: "w".into(),
+            next: Next::Delivered,
+            attempt: AttemptRecord {
+                at: Timestamp::from_millis(0),
+                outcome: "succeeded".into(),
+                status: Some(200),
+                summary: String::new(),
+                consent: None,
+            },
+        })])
+    }
+
+    #[test]
+    fn ingest_goes_first_and_the_outbox_gets_its_turn_after_waiting_its_most() {
+        let t0 = Instant::now();
+        let mut waiting = Waiting::default();
+        waiting.push(settle_request(), t0);
+        waiting.push(ingest_request(3), t0);
+        waiting.push(ingest_request(3), t0);
+        waiting.push(settle_request(), t0);
+
+        let first = waiting.next_group(4, t0);
+        assert_eq!(first.len(), 1, "ingest first, up to the group size");
+        assert!(!is_outbox(&first[0]));
+        let second = waiting.next_group(4, t0 + Duration::from_millis(1));
+        assert!(!is_outbox(&second[0]));
+        assert_eq!(waiting.ingest_items, 0);
+
+        waiting.push(ingest_request(1), t0 + Duration::from_millis(2));
+        let late = t0 + OUTBOX_MAX_WAIT;
+        let third = waiting.next_group(4, late);
+        assert_eq!(
+            third.len(),
+            2,
+            "the outbox waited its most: both settlements go"
+        );
+        assert!(third.iter().all(is_outbox));
+        let fourth = waiting.next_group(4, late);
+        assert!(!is_outbox(&fourth[0]));
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn an_idle_writer_takes_outbox_work_at_once() {
+        let t0 = Instant::now();
+        let mut waiting = Waiting::default();
+        waiting.push(settle_request(), t0);
+        assert!(is_outbox(&waiting.next_group(100, t0)[0]));
+        assert_eq!(waiting.outbox_since, None);
+    }
 }
