@@ -388,6 +388,10 @@ fn email_hashes(v: &str, scratch: &mut String) -> Result<(String, String), Ident
     let meta = sha256_hex(email);
     // The gmail form hashed piecewise: SHA-256 over the parts equals SHA-256 over their join.
     let google = match email.split_once('@') {
+        Some((_, "gmail.com" | "googlemail.com")) if !email.is_ascii() => {
+            // Composition after the dots are gone may change non-ASCII text; take the slow way.
+            sha256_hex(&gmail_form(email)?)
+        }
         Some((local, domain @ ("gmail.com" | "googlemail.com"))) => {
             let mut hasher = Sha256::new();
             let mut empty = true;
@@ -608,7 +612,9 @@ pub fn normalize_email_google(s: &str) -> Result<String, IdentityError> {
 fn gmail_form(email: &str) -> Result<String, IdentityError> {
     match email.split_once('@') {
         Some((local, domain @ ("gmail.com" | "googlemail.com"))) => {
-            let local = local.replace('.', "");
+            // A removed dot may have kept a combining mark from its letter (`n.\u{301}`):
+            // compose again, so the form stays NFC and normalising it twice changes nothing.
+            let local = nfc(&local.replace('.', ""));
             if local.is_empty() {
                 return Err(IdentityError::Email("empty local part"));
             }
@@ -1485,7 +1491,7 @@ mod reference {
     fn gmail_form(email: &str) -> Result<String, IdentityError> {
         match email.split_once('@') {
             Some((local, domain @ ("gmail.com" | "googlemail.com"))) => {
-                let local = local.replace('.', "");
+                let local: String = local.replace('.', "").nfc().collect();
                 if local.is_empty() {
                     return Err(IdentityError::Email("empty local part"));
                 }
@@ -1743,6 +1749,24 @@ mod tests {
         assert_eq!(h.email_sha256.as_deref(), Some(EMAIL_HASH));
         let google = sha256_hex("john_smith@gmail.com");
         assert_eq!(h.email_google_sha256.as_deref(), Some(google.as_str()));
+    }
+
+    #[test]
+    fn google_email_form_stays_nfc_when_a_dot_separated_a_combining_mark() {
+        // Found by the identity fuzz target (fuzz/regressions/identity/): the dot kept `n` and
+        // U+0301 apart through NFC, its removal joined them undecomposed.
+        let once = normalize_email_google("J.an..n.\u{301}j.et+agag@GoogleMail.com").unwrap();
+        assert_eq!(once, "jan\u{144}jet+agag@googlemail.com");
+        assert_eq!(normalize_email_google(&once).unwrap(), once);
+        let raw = RawIdentity {
+            email: Some("J.an..n.\u{301}j.et+agag@GoogleMail.com"),
+            ..Default::default()
+        };
+        assert_eq!(
+            HashedIdentity::hash(&raw).0.email_google_sha256,
+            Some(sha256_hex(&once)),
+            "the hashing fast path agrees"
+        );
     }
 
     #[test]
