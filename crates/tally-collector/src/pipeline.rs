@@ -290,6 +290,7 @@ impl Pipeline {
                     IngestOutcome::Claimed(_)
                     | IngestOutcome::Settled { .. }
                     | IngestOutcome::Revoked { .. }
+                    | IngestOutcome::Erased(_)
                     | IngestOutcome::Live
                     | IngestOutcome::Replayed { .. } => {
                         unreachable!("replay sends no outbox items")
@@ -394,6 +395,7 @@ fn finish(slot: Slot, outcomes: &[IngestOutcome]) -> EventResult {
         IngestOutcome::Claimed(_)
         | IngestOutcome::Settled { .. }
         | IngestOutcome::Revoked { .. }
+        | IngestOutcome::Erased(_)
         | IngestOutcome::Live
         | IngestOutcome::Replayed { .. } => {
             unreachable!("the pipeline sends no outbox items")

@@ -11,6 +11,7 @@
 //!
 //! Not here: parsing, plan checks and HTTP (the collector), delivery (the outbox).
 
+mod erase;
 pub mod error;
 pub mod migrate;
 pub mod model;
@@ -157,6 +158,29 @@ pub trait Store: Send + Sync + 'static {
             other => Err(StoreError::Corrupt {
                 table: "deliveries",
                 message: format!("revoke answered {other:?}"),
+            }),
+        }
+    }
+
+    /// Right to erasure: finds the person's events by `erasure.people` and by every key those
+    /// events and the person's identity links carry (transitively, up to
+    /// `erasure.max_rounds` rounds), and removes in one transaction the events, their copies,
+    /// aliases, person keys, deliveries (every state) and attempts, the click memories of the
+    /// person's visitor keys, their identity links and their quarantine rows. Revocations are
+    /// kept. Returns what was removed.
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    async fn erase(&self, now: Timestamp, erasure: Erasure) -> Result<ErasureReport, StoreError> {
+        match self
+            .ingest(now, vec![IngestItem::Erase(erasure)])
+            .await?
+            .pop()
+        {
+            Some(IngestOutcome::Erased(report)) => Ok(report),
+            other => Err(StoreError::Corrupt {
+                table: "events",
+                message: format!("erase answered {other:?}"),
             }),
         }
     }

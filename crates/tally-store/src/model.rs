@@ -31,6 +31,8 @@ pub enum IngestItem {
     /// A person revoked consent: cancel their pending deliveries and withhold deliveries of
     /// their events from before `at` that arrive later.
     Revoke(Revocation),
+    /// Right to erasure: remove a person's events, identifiers and deliveries.
+    Erase(Erasure),
     /// Put stopped deliveries back in the queue after a fix.
     Replay(ReplayFilter),
     /// Lease up to `limit` due deliveries of one destination to `owner` until `lease_until`.
@@ -168,6 +170,88 @@ pub struct Revocation {
     pub people: Vec<String>,
     /// When consent was revoked.
     pub at: Timestamp,
+}
+
+/// A right-to-erasure request (see [`crate::Store::erase`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    /// The keys the person is named by (see [`person_keys`]); the search starts here.
+    pub people: Vec<String>,
+    /// At most this many search rounds (each one scan of `event_people` and one identity-link
+    /// lookup) when following keys from event to event; [`ERASE_MAX_ROUNDS`] by default.
+    pub max_rounds: u32,
+    /// Find and count, but remove nothing.
+    pub dry_run: bool,
+}
+
+/// Default bound on an erasure's search rounds: enough for a person seen on several devices
+/// and identified on each, short of walking a shared device's whole household.
+pub const ERASE_MAX_ROUNDS: u32 = 8;
+
+/// Deliveries by state, as an erasure found them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryCounts {
+    /// Waiting for their first attempt.
+    pub pending: u64,
+    /// Pending after at least one failed attempt.
+    pub retrying: u64,
+    /// Accepted by the platform (the platform keeps its copy; tally's goes).
+    pub delivered: u64,
+    /// Given up.
+    pub dead: u64,
+    /// Waiting for a fix.
+    pub needs_fix: u64,
+    /// Withheld for consent.
+    pub withheld: u64,
+    /// Leased by a dispatcher at the moment of erasure: the attempt in flight may still reach
+    /// the platform, but its result is discarded and nothing is tried again.
+    pub in_flight: u64,
+}
+
+/// What an erasure removed (or, for a dry run, would remove). Holds no raw identifier: the
+/// keys are shown as [`erasure_key_digest`]s.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureReport {
+    /// Nothing was removed: the counts say what an erasure would remove.
+    pub dry_run: bool,
+    /// Every key the person was found by, as digests, sorted.
+    pub keys_searched: Vec<String>,
+    /// Search rounds run.
+    pub rounds: u32,
+    /// False when the last round still found new keys or events: the search stopped at its
+    /// bound, and events reachable only through further links were left.
+    pub complete: bool,
+    /// Events removed (with their merged bodies).
+    pub events: u64,
+    /// Later copies of those events removed.
+    pub copies: u64,
+    /// Event ID aliases of those events removed.
+    pub aliases: u64,
+    /// `event_people` rows removed.
+    pub person_keys: u64,
+    /// Deliveries of those events removed, by state.
+    pub deliveries: DeliveryCounts,
+    /// Delivery attempts removed.
+    pub attempts: u64,
+    /// Quarantine rows about the person removed.
+    pub quarantine: u64,
+    /// Remembered click IDs of the person's visitor keys removed.
+    pub click_memories: u64,
+    /// Identity links (identify calls) removed.
+    pub identity_links: u64,
+    /// Revocations of the person's keys kept (a record of their wish: later events about them
+    /// from before the revocation stay withheld).
+    pub revocations_kept: u64,
+}
+
+/// How an erasure report shows a person key without the identifier in it: `anon:` and `ext:`
+/// keys with their ID replaced by its SHA-256; `em:` and `ph:` keys, already hashes, as they are.
+pub fn erasure_key_digest(key: &str) -> String {
+    match key.split_once(':') {
+        Some((kind @ ("em" | "ph"), hash)) => format!("{kind}:{hash}"),
+        Some((kind, id)) => format!("{kind}:{}", tally_core::identity::sha256_hex(id)),
+        None => tally_core::identity::sha256_hex(key),
+    }
 }
 
 /// Which stopped deliveries to put back in the queue.
@@ -343,6 +427,8 @@ pub enum IngestOutcome {
         /// Pending deliveries cancelled.
         cancelled: u64,
     },
+    /// An erasure's effect.
+    Erased(ErasureReport),
     /// A replay's effect.
     Replayed {
         /// Deliveries put back in the queue.

@@ -159,6 +159,9 @@ pub(super) async fn apply(
         IngestItem::Revoke(revocation) => Ok(IngestOutcome::Revoked {
             cancelled: people::revoke(tx, now, revocation).await?,
         }),
+        IngestItem::Erase(erasure) => Ok(IngestOutcome::Erased(
+            super::erase::erase(tx, now, erasure).await?,
+        )),
         IngestItem::Replay(filter) => {
             let (requeued, expired) = people::replay(tx, now, filter).await?;
             Ok(IngestOutcome::Replayed { requeued, expired })

@@ -360,6 +360,7 @@ fn apply(
         IngestItem::Revoke(revocation) => IngestOutcome::Revoked {
             cancelled: people::revoke(tx, people, now, revocation)?,
         },
+        IngestItem::Erase(erasure) => IngestOutcome::Erased(super::erase::erase(tx, now, erasure)?),
         IngestItem::Replay(filter) => {
             let (requeued, expired) = people::replay(tx, now, filter)?;
             IngestOutcome::Replayed { requeued, expired }

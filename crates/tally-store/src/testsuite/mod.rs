@@ -2,11 +2,13 @@
 //! [`store_test_suite!`], so SQLite and PostgreSQL keep one contract.
 //!
 //! - `dedup.rs`: dedup, windows, collisions, concurrency;
+//! - `erase.rs`: right to erasure;
 //! - `ledger.rs`: merge results, copies, aliases, stats;
 //! - `outbox.rs`: deliveries, leases, retries, dead letters;
 //! - `quarantine.rs`: quarantine rows, replay bookkeeping, identity links, durability.
 
 pub mod dedup;
+pub mod erase;
 pub mod ledger;
 pub mod outbox;
 pub mod people;
@@ -102,7 +104,7 @@ macro_rules! store_test_suite {
     ($store:ty) => {
         mod conformance {
             use super::*;
-            use crate::testsuite::{dedup, ledger, outbox, people, quarantine};
+            use crate::testsuite::{dedup, erase, ledger, outbox, people, quarantine};
 
             macro_rules! case {
                 ($module:ident :: $name:ident) => {
@@ -139,6 +141,7 @@ macro_rules! store_test_suite {
             case!(people::revocation_withholds_pending_deliveries_and_later_arrivals);
             case!(people::replay_requeues_stopped_deliveries_by_filter_but_not_expired_ones);
             case!(people::click_memory_links_and_revocations_survive_a_reopen_in_any_order);
+            case!(erase::erasure_by_email_removes_the_person_s_data_found_through_identify_links);
             case!(quarantine::quarantined_events_are_listed_and_filtered);
             case!(quarantine::a_successful_replay_resolves_the_quarantine_row);
             case!(quarantine::a_failed_replay_keeps_the_row_open_with_the_new_reason);
