@@ -23,7 +23,7 @@ pub use state::CollectorState;
 
 /// The collector's routes.
 pub fn router(state: CollectorState) -> Router {
-    use routes::{admin, consent, events, health, tag};
+    use routes::{admin, consent, erase, events, health, tag};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -46,6 +46,7 @@ pub fn router(state: CollectorState) -> Router {
         .route("/v1/deliveries", get(admin::deliveries))
         .route("/v1/deliveries/replay", post(admin::replay_deliveries))
         .route("/v1/consent/revoke", post(consent::revoke))
+        .route("/v1/erase", post(erase::erase))
         // Body limits are enforced per door after decompression (see `body::read`).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -14,7 +14,8 @@ use super::events::bearer;
 use crate::api_error::ApiError;
 use crate::state::CollectorState;
 
-fn authorize(state: &CollectorState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Lets only the admin token through (shared by every admin route).
+pub(crate) fn authorize(state: &CollectorState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.admin_token else {
         return Err(ApiError::AdminDisabled);
     };

@@ -411,6 +411,7 @@ const ADMIN_ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/v1/destinations/nowhere/live"),
     ("GET", "/v1/deliveries"),
     ("POST", "/v1/deliveries/replay"),
+    ("POST", "/v1/erase"),
 ];
 
 async fn admin_call(

@@ -21,5 +21,7 @@ mod crash_recovery;
 mod dedup;
 /// Delivery to the fake platforms: join window, consent, revocation, replay, test-conversion.
 mod delivery;
+/// Right to erasure: one person's data found by email and identify links, removed, reported.
+mod erase;
 /// Ingest through every door: results in order, Segment mapping, gzip, CORS, rate limits.
 mod ingest;
