@@ -112,6 +112,38 @@ enum Command {
         #[arg(long, requires = "dead_letters")]
         include_withheld: bool,
     },
+    /// Right to erasure: remove a person's events, identifiers and deliveries from the running
+    /// tally (through its admin API), found by any identifier and their identify calls. Email
+    /// and phone are hashed here; only their SHA-256 is sent. Exit 1 when the search stopped at
+    /// its round limit.
+    #[command(group(clap::ArgGroup::new("who").required(true).multiple(true)
+        .args(["email", "phone", "anonymous_id", "external_id"])))]
+    Erase {
+        /// Email address (or its SHA-256).
+        #[arg(long)]
+        email: Option<String>,
+        /// Phone number (or its SHA-256, digits form).
+        #[arg(long)]
+        phone: Option<String>,
+        /// Country for a phone number given without its country code.
+        #[arg(long, requires = "phone")]
+        country: Option<String>,
+        /// The browser's anonymous ID.
+        #[arg(long)]
+        anonymous_id: Option<String>,
+        /// The advertiser's customer ID (`external_id`, `userId`).
+        #[arg(long, alias = "user-id")]
+        external_id: Option<String>,
+        /// Count what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The running tally (default: http://<listen>).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the server's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a browser and a server copy of one synthetic purchase through the running tally in
     /// each destination's test mode and report, per destination, whether it arrived once with
     /// the right value, deduplicated, and under which consent. Exit 1 on any failure.
@@ -235,6 +267,33 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 include_withheld,
             };
             runtime.block_on(cli::replay_dead_letters(&config, filter))
+        }
+        Command::Erase {
+            email,
+            phone,
+            country,
+            anonymous_id,
+            external_id,
+            dry_run,
+            url,
+            json,
+        } => {
+            let config = load(&overrides)?;
+            let cmd = tally::erase::EraseCommand {
+                url: url.unwrap_or_else(|| format!("http://{}", config.listen)),
+                anonymous_id,
+                external_id,
+                email,
+                phone,
+                country,
+                dry_run,
+                json,
+            };
+            current_thread()?.block_on(tally::erase::run(
+                &config,
+                &cmd,
+                &mut std::io::stdout().lock(),
+            ))
         }
         Command::TestConversion {
             destination,

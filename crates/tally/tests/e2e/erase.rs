@@ -198,3 +198,80 @@ require_test_conversion = false
     );
     app.stop().await;
 }
+
+/// Runs `tally erase` against `app` with a config holding the admin token.
+fn tally_erase(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let config = app.dir.path().join("cli.toml");
+    std::fs::write(&config, format!("admin_token = \"{ADMIN_TOKEN}\"\n")).unwrap();
+    let out = std::process::Command::new(crate::support::tally_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["erase", "--url", &app.url])
+        .args(args)
+        .env_remove("TALLY_CONFIG")
+        .env_remove("TALLY_ADMIN_TOKEN")
+        .output()
+        .expect("run tally");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_erases_through_the_running_server_after_a_dry_run() {
+    let app = TestApp::start().await;
+    let (status, body) = app
+        .post(
+            "/v1/events",
+            &json!({"batch": [
+                purchase("c-1", json!({"phone": "+44 20 7946 0958", "anonymous_id": "v-c"})),
+                purchase("c-2", json!({"anonymous_id": "v-c"})),
+                purchase("d-1", json!({"phone": "+44 20 7946 0959"})),
+            ]}),
+        )
+        .await;
+    assert_eq!((status, statuses(&body).len()), (200, 3));
+    let app = Arc::new(app);
+
+    let run = |args: &'static [&'static str]| {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || tally_erase(&app, args))
+    };
+    let (code, out, err) = run(&["--phone", "020 7946 0958", "--country", "GB", "--dry-run"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("would remove (dry run):"), "{out}");
+    assert!(out.contains("events          2"), "{out}");
+    assert_eq!(app.ledger("c-1").await["event"]["event_id"], "c-1");
+
+    let (code, out, err) = run(&["--phone", "+44 20 7946 0958", "--json"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (answer["events"].as_u64(), answer["dry_run"].as_bool()),
+        (Some(2), Some(false))
+    );
+    for id in ["c-1", "c-2"] {
+        let (status, _) = app.admin_get(&format!("/v1/ledger/{id}")).await;
+        assert_eq!(status, 404, "{id}");
+    }
+    assert_eq!(app.ledger("d-1").await["event"]["event_id"], "d-1");
+
+    let (code, _, err) = run(&["--email", "not-an-address"]).await.unwrap();
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--email") && !err.contains("not-an-address"),
+        "{err}"
+    );
+    let (code, _, err) = run(&[]).await.unwrap();
+    assert_eq!(code, 2, "{err}");
+    match Arc::try_unwrap(app) {
+        Ok(app) => app.stop().await,
+        Err(_) => panic!("the app is still shared"),
+    }
+}
