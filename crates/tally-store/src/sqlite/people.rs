@@ -10,6 +10,7 @@ use tally_core::timestamp::Timestamp;
 
 use super::writer::TxError;
 use crate::model::{ReplayFilter, Revocation};
+use crate::shared::{Remembered, attach_remembered};
 
 /// What the writer knows of the person tables without asking them, so that a new event of a
 /// visitor with nothing remembered, from a person who never revoked consent, costs no lookup
@@ -224,18 +225,6 @@ pub(super) fn remember_click_ids(
     Ok(())
 }
 
-/// Click IDs that belong together: an event carrying one of a group gets nothing else of that
-/// group attached (a `gclid` and a remembered `wbraid` would describe two different clicks).
-const GROUPS: &[&[&str]] = &[
-    &["gclid", "gbraid", "wbraid"],
-    &["fbclid", "fbc"],
-    &["fbp"],
-    &["ttclid"],
-    &["ttp"],
-    &["msclkid"],
-    &["ga_client_id"],
-];
-
 /// The event with the visitor's remembered, unexpired click IDs attached where it has none of a
 /// group, following identify links between anonymous and external IDs; `None` when nothing
 /// would be attached.
@@ -261,45 +250,16 @@ pub(super) fn with_remembered_clicks(
                        WHERE external_id = ?3 AND anonymous_id IS NOT NULL)
           ORDER BY clicked_ms DESC",
     )?;
-    let mut remembered: Vec<(String, String, i64)> = Vec::new();
-    for row in query.query_map(params![event.timestamp.millis(), anon, ext], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })? {
-        let row = row?;
-        if !remembered.iter().any(|(k, _, _)| *k == row.0) {
-            remembered.push(row);
-        }
-    }
-    let own = &event.user.click_ids;
-    let open_groups: Vec<&[&str]> = GROUPS
-        .iter()
-        .copied()
-        .filter(|group| {
-            !own.named()
-                .any(|(kind, v)| v.is_some() && group.contains(&kind))
-        })
-        .collect();
-    let attachable = |kind: &str| open_groups.iter().any(|g| g.contains(&kind));
-    if !remembered.iter().any(|(k, _, _)| attachable(k)) {
+    let remembered = query
+        .query_map(params![event.timestamp.millis(), anon, ext], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<Vec<Remembered>, _>>()?;
+    if remembered.is_empty() {
         return Ok(None);
     }
     let mut enriched = event.clone();
-    let click_ids = &mut enriched.user.click_ids;
-    for (kind, value, clicked) in remembered.iter().filter(|(k, _, _)| attachable(k)) {
-        if let Some(slot) = click_ids.field_mut(kind) {
-            *slot = Some(value.clone());
-            if click_ids.clicked_at.is_none()
-                && !matches!(kind.as_str(), "fbp" | "ttp" | "ga_client_id")
-            {
-                click_ids.clicked_at = Some(Timestamp::from_millis(*clicked));
-            }
-        }
-    }
-    Ok(Some(enriched))
+    Ok(attach_remembered(&mut enriched, remembered).then_some(enriched))
 }
 
 /// Records the revocation and withholds the person's pending deliveries; returns how many.

@@ -9,17 +9,15 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tally_core::dedup::{self, Candidate, Decision, Found};
 use tally_core::event::{Event, SourceKind};
 use tally_core::merge::merge;
-use tally_core::rejection::Rejection;
 use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use super::people::{self, PeopleMemory};
 use crate::StoreError;
 use crate::model::{
-    ClaimedDelivery, DeliveryState, IngestItem, IngestOutcome, NewQuarantine, PlannedDelivery,
-    QuarantineBody, Settlement, person_keys,
+    ClaimedDelivery, IngestItem, IngestOutcome, NewQuarantine, PlannedDelivery, QuarantineBody,
+    Settlement, person_keys,
 };
-use tally_core::retry::Next;
 
 /// Least time between two checkpoints the writer runs in its idle moments.
 const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
@@ -515,16 +513,7 @@ fn ingest_event(
             })
         }
         Decision::Collision { stored_value } => {
-            let rejection = Rejection::new(
-                "event_id_reused",
-                format!(
-                    "event ID `{}` is already used by a `{}` with dedup key `{}`; this copy has `{}`",
-                    e.event_id,
-                    e.name,
-                    stored_value,
-                    c.dedup_value.as_deref().unwrap_or_default()
-                ),
-            );
+            let rejection = crate::shared::collision_rejection(c, &stored_value);
             if let Some(id) = replay_of {
                 // A replay that collides stays in its own quarantine row with the new reason.
                 tx.prepare_cached("UPDATE quarantine SET code = ?2, message = ?3 WHERE id = ?1")?
@@ -679,17 +668,7 @@ fn claim(
 
 /// Records one attempt for a delivery still leased by the settler; returns whether it was.
 fn settle(tx: &Connection, now: Timestamp, s: &Settlement) -> Result<bool, TxError> {
-    let (state, not_before, reason) = match &s.next {
-        Next::Delivered => (DeliveryState::Delivered, None, None),
-        Next::RetryAt(at) => (
-            DeliveryState::Pending,
-            Some(at.millis()),
-            Some(s.attempt.summary.as_str()),
-        ),
-        Next::DeadLetter(reason) => (DeliveryState::Dead, None, Some(reason.as_str())),
-        Next::NeedsFix(reason) => (DeliveryState::NeedsFix, None, Some(reason.as_str())),
-        Next::Withheld(reason) => (DeliveryState::Withheld, None, Some(reason.as_str())),
-    };
+    let (state, not_before, reason) = crate::shared::settled_state(s);
     let changed = tx
         .prepare_cached(
             "UPDATE deliveries
@@ -721,6 +700,7 @@ fn settle(tx: &Connection, now: Timestamp, s: &Settlement) -> Result<bool, TxErr
 mod tests {
     use super::*;
     use crate::model::{AttemptRecord, Settlement};
+    use tally_core::retry::Next;
 
     fn request(items: Vec<IngestItem>) -> WriteRequest {
         let (reply, _) = oneshot::channel();
