@@ -18,8 +18,9 @@ use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan};
 use tally_core::secret::Secret;
 use tally_core::timestamp::Timestamp;
 use tally_store::{
-    DeliveryState, DeliverySummary, DestinationStats, EventDedupStats, IngestItem, IngestOutcome,
-    LedgerEntry, QuarantineFilter, QuarantineRecord, Store, StoreError,
+    ContainerDraft, ContainerPublish, ContainerVersion, ContainerVersionInfo, DeliveryState,
+    DeliverySummary, DestinationStats, EventDedupStats, IngestItem, IngestOutcome, LedgerEntry,
+    QuarantineFilter, QuarantineRecord, Store, StoreError,
 };
 
 /// A store whose disk is "full" until told otherwise.
@@ -66,6 +67,33 @@ impl Store for FlakyStore {
         } else {
             Ok(())
         }
+    }
+    async fn container_draft(&self, _: &str) -> Result<Option<ContainerDraft>, StoreError> {
+        Ok(None)
+    }
+    async fn save_container_draft(&self, _: Timestamp, _: &str, _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("database or disk is full".into()))
+    }
+    async fn publish_container(
+        &self,
+        _: Timestamp,
+        _: &str,
+        _: ContainerPublish,
+    ) -> Result<ContainerVersionInfo, StoreError> {
+        Err(StoreError::Unavailable("database or disk is full".into()))
+    }
+    async fn container_versions(&self, _: &str) -> Result<Vec<ContainerVersionInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn container_version(
+        &self,
+        _: &str,
+        _: Option<u32>,
+    ) -> Result<Option<ContainerVersion>, StoreError> {
+        Ok(None)
+    }
+    async fn live_container_version(&self, _: &str) -> Result<Option<u32>, StoreError> {
+        Ok(None)
     }
     async fn close(&self) {}
 }

@@ -11,6 +11,7 @@
 //!
 //! Not here: parsing, plan checks and HTTP (the collector), delivery (the outbox).
 
+pub mod container;
 mod erase;
 pub mod error;
 pub mod migrate;
@@ -24,6 +25,7 @@ mod testsuite;
 use async_trait::async_trait;
 use tally_core::timestamp::Timestamp;
 
+pub use container::{ContainerDraft, ContainerPublish, ContainerVersion, ContainerVersionInfo};
 pub use error::StoreError;
 pub use model::*;
 
@@ -80,6 +82,61 @@ pub trait Store: Send + Sync + 'static {
         destination: Option<String>,
         limit: u32,
     ) -> Result<Vec<DeliverySummary>, StoreError>;
+
+    /// The container's draft, if one was saved.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn container_draft(&self, container: &str) -> Result<Option<ContainerDraft>, StoreError>;
+
+    /// Replaces the container's draft (durably, before returning).
+    ///
+    /// # Errors
+    /// When it cannot be committed.
+    async fn save_container_draft(
+        &self,
+        now: Timestamp,
+        container: &str,
+        document: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Publishes a new version, numbered one past the newest (concurrent publishes from
+    /// several nodes get distinct numbers); it is live from now on.
+    ///
+    /// # Errors
+    /// When it cannot be committed.
+    async fn publish_container(
+        &self,
+        now: Timestamp,
+        container: &str,
+        publish: ContainerPublish,
+    ) -> Result<ContainerVersionInfo, StoreError>;
+
+    /// Every published version of the container, newest first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn container_versions(
+        &self,
+        container: &str,
+    ) -> Result<Vec<ContainerVersionInfo>, StoreError>;
+
+    /// One published version (`None`: the live one, the newest).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn container_version(
+        &self,
+        container: &str,
+        version: Option<u32>,
+    ) -> Result<Option<ContainerVersion>, StoreError>;
+
+    /// The live version's number, without its document (read on every page that asks for the
+    /// container).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    async fn live_container_version(&self, container: &str) -> Result<Option<u32>, StoreError>;
 
     /// Whether the store can accept writes now (for `/healthz`).
     ///

@@ -9,7 +9,10 @@ use tokio_postgres::NoTls;
 use super::store::PostgresConfig;
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_containers.sql"),
+];
 
 /// Newest schema version this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -12,9 +12,11 @@ use tally_core::timestamp::Timestamp;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::container;
 use super::read;
 use super::schema;
 use super::writer::{self, TxError};
+use crate::container::*;
 use crate::model::*;
 use crate::{Store, StoreError};
 
@@ -337,6 +339,47 @@ impl Store for PostgresStore {
 
     async fn ledger(&self, event_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
         read::ledger(&self.client().await?, event_id).await
+    }
+
+    async fn container_draft(&self, name: &str) -> Result<Option<ContainerDraft>, StoreError> {
+        container::draft(&self.client().await?, name).await
+    }
+
+    async fn save_container_draft(
+        &self,
+        now: Timestamp,
+        name: &str,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        container::save_draft(&self.client().await?, now, name, document).await
+    }
+
+    async fn publish_container(
+        &self,
+        now: Timestamp,
+        name: &str,
+        publish: ContainerPublish,
+    ) -> Result<ContainerVersionInfo, StoreError> {
+        container::publish(&mut self.client().await?, now, name, &publish).await
+    }
+
+    async fn container_versions(
+        &self,
+        name: &str,
+    ) -> Result<Vec<ContainerVersionInfo>, StoreError> {
+        container::versions(&self.client().await?, name).await
+    }
+
+    async fn container_version(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<ContainerVersion>, StoreError> {
+        container::version(&self.client().await?, name, version).await
+    }
+
+    async fn live_container_version(&self, name: &str) -> Result<Option<u32>, StoreError> {
+        container::live_version(&self.client().await?, name).await
     }
 
     async fn quarantine(

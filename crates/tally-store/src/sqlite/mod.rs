@@ -7,6 +7,7 @@
 //! Reads (ledger, quarantine, stats) use a small pool of separate connections, which WAL lets
 //! run beside the writer. A checkpointer thread keeps WAL checkpoints off the commit path.
 
+mod container;
 mod erase;
 mod people;
 mod read;

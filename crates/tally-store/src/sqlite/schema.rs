@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_people_and_consent.sql"),
     include_str!("../../migrations/sqlite/0004_live_destinations.sql"),
     include_str!("../../migrations/sqlite/0005_people_log.sql"),
+    include_str!("../../migrations/sqlite/0006_containers.sql"),
 ];
 
 /// Newest schema version this binary knows.

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
+use super::container;
 use super::people::PeopleMemory;
 use super::read::{self, ReadPool};
 use super::schema;
 use super::writer::{self, WriteRequest, WriterHealth, WriterMessage};
+use crate::container::*;
 use crate::model::*;
 use crate::{Store, StoreError};
 
@@ -56,6 +58,8 @@ pub struct SqliteStore {
     enqueue_timeout: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closing: Arc<AtomicBool>,
+    /// The database file, for the container's own write connections.
+    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -91,6 +95,7 @@ impl SqliteStore {
             enqueue_timeout: config.enqueue_timeout,
             threads: Mutex::new(vec![writer, checkpointer]),
             closing,
+            path: config.path.clone(),
         })
     }
 
@@ -198,6 +203,57 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn container_draft(&self, name: &str) -> Result<Option<ContainerDraft>, StoreError> {
+        let name = name.to_owned();
+        self.reads.run(move |c| container::draft(c, &name)).await
+    }
+
+    async fn save_container_draft(
+        &self,
+        now: Timestamp,
+        name: &str,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        let (path, name, document) = (self.path.clone(), name.to_owned(), document.to_owned());
+        blocking(move || container::save_draft(&path, now, &name, &document)).await
+    }
+
+    async fn publish_container(
+        &self,
+        now: Timestamp,
+        name: &str,
+        publish: ContainerPublish,
+    ) -> Result<ContainerVersionInfo, StoreError> {
+        let (path, name) = (self.path.clone(), name.to_owned());
+        blocking(move || container::publish(&path, now, &name, &publish)).await
+    }
+
+    async fn container_versions(
+        &self,
+        name: &str,
+    ) -> Result<Vec<ContainerVersionInfo>, StoreError> {
+        let name = name.to_owned();
+        self.reads.run(move |c| container::versions(c, &name)).await
+    }
+
+    async fn container_version(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<ContainerVersion>, StoreError> {
+        let name = name.to_owned();
+        self.reads
+            .run(move |c| container::version(c, &name, version))
+            .await
+    }
+
+    async fn live_container_version(&self, name: &str) -> Result<Option<u32>, StoreError> {
+        let name = name.to_owned();
+        self.reads
+            .run(move |c| container::live_version(c, &name))
+            .await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         if self.closing.load(Ordering::Relaxed) || self.sender.is_closed() {
             return Err(StoreError::Closed);
@@ -224,6 +280,15 @@ impl Store for SqliteStore {
         })
         .await;
     }
+}
+
+/// Runs a container write on a blocking thread.
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
 }
 
 /// Read access to an SQLite database another process writes (the CLI's `ledger`).

@@ -1,12 +1,14 @@
 //! The store conformance suite: every backend runs every test here through
 //! [`store_test_suite!`], so SQLite and PostgreSQL keep one contract.
 //!
+//! - `container.rs`: the tag container's drafts and versions;
 //! - `dedup.rs`: dedup, windows, collisions, concurrency;
 //! - `erase.rs`: right to erasure;
 //! - `ledger.rs`: merge results, copies, aliases, stats;
 //! - `outbox.rs`: deliveries, leases, retries, dead letters;
 //! - `quarantine.rs`: quarantine rows, replay bookkeeping, identity links, durability.
 
+pub mod container;
 pub mod dedup;
 pub mod erase;
 pub mod ledger;
@@ -104,7 +106,7 @@ macro_rules! store_test_suite {
     ($store:ty) => {
         mod conformance {
             use super::*;
-            use crate::testsuite::{dedup, erase, ledger, outbox, people, quarantine};
+            use crate::testsuite::{container, dedup, erase, ledger, outbox, people, quarantine};
 
             macro_rules! case {
                 ($module:ident :: $name:ident) => {
@@ -147,6 +149,8 @@ macro_rules! store_test_suite {
             case!(quarantine::a_failed_replay_keeps_the_row_open_with_the_new_reason);
             case!(quarantine::identify_links_are_recorded);
             case!(quarantine::committed_events_survive_a_reopen);
+            case!(container::drafts_and_numbered_versions_survive_a_reopen);
+            case!(container::concurrent_publishes_get_distinct_numbers);
         }
     };
 }
