@@ -26,6 +26,9 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// The body did not arrive in full within `[ingest] body_read_timeout_ms`.
+    #[error("the request body did not arrive in time; send it in one go")]
+    BodyTimeout,
     /// More events than a batch may hold.
     #[error("batch holds {got} events; at most {limit} are accepted per request")]
     BatchTooLarge {
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

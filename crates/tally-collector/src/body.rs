@@ -12,17 +12,26 @@ use serde_json::value::RawValue;
 
 use crate::api_error::ApiError;
 
-/// Reads the whole body, decompressing gzip, refusing anything over `limit` bytes.
+/// Reads the whole body within `deadline`, decompressing gzip, refusing anything over `limit`
+/// bytes.
 ///
 /// # Errors
-/// `BodyTooLarge`, `UnsupportedEncoding`, or `InvalidBody` for a corrupt gzip stream.
-pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+/// `BodyTooLarge`, `BodyTimeout`, `UnsupportedEncoding`, or `InvalidBody` for a corrupt gzip
+/// stream.
+pub async fn read(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let raw = axum::body::to_bytes(body, limit)
+    // A deadline on the whole body, not per chunk: a byte a second would pass a per-chunk one.
+    let raw = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| ApiError::BodyTimeout)?
         .map_err(|_| ApiError::BodyTooLarge { limit })?;
     match encoding.as_str() {
         "" | "identity" => Ok(raw),

@@ -45,6 +45,9 @@ pub struct IngestConfig {
     /// Header holding the client IP when tally runs behind a proxy (e.g. `x-forwarded-for`);
     /// empty = the connection's peer address.
     pub client_ip_header: String,
+    /// How long a client may take to send a whole request body once its headers are in; a
+    /// client trickling its body is cut off with 408 instead of holding the connection.
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -57,6 +60,7 @@ impl Default for IngestConfig {
             max_future_secs: 3600,
             max_age_days: 90,
             client_ip_header: String::new(),
+            body_read_timeout_ms: 30_000,
         }
     }
 }

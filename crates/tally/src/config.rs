@@ -606,6 +606,7 @@ fn resolve(table: Table, problems: &mut Vec<Problem>) -> Option<Config> {
             ("max_browser_body_bytes", i.max_browser_body_bytes),
             ("max_event_bytes", i.max_event_bytes),
             ("max_batch_events", i.max_batch_events),
+            ("body_read_timeout_ms", i.body_read_timeout_ms as usize),
         ] {
             if v == 0 {
                 problems.push(problem(format!("ingest.{key}"), "must be greater than 0"));

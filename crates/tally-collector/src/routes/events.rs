@@ -210,7 +210,8 @@ async fn receive(state: &CollectorState, req: Request, limit: usize) -> Result<I
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let (parts, body) = req.into_parts();
-    let bytes = body::read(body, &parts.headers, limit).await?;
+    let deadline = std::time::Duration::from_millis(state.ingest.body_read_timeout_ms);
+    let bytes = body::read(body, &parts.headers, limit, deadline).await?;
     let envelope = body::split(&bytes, state.ingest.max_batch_events)?;
     Ok(Incoming {
         headers: parts.headers,

@@ -202,6 +202,57 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
 }
 
 /// Sends raw `head` (a request line and headers) and returns the server's answer up to close.
+#[tokio::test]
+async fn a_body_trickled_one_byte_at_a_time_is_answered_408_after_the_body_timeout() {
+    let body_timeout = Duration::from_millis(300);
+    let app = TestApp::start_with(
+        &format!(
+            "[ingest]\nbody_read_timeout_ms = {}\n",
+            body_timeout.as_millis()
+        ),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let started = Instant::now();
+    let stream = connect(&app).await;
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: tally\r\nAuthorization: Bearer {SERVER_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    );
+    writer.write_all(head.as_bytes()).await.expect("write");
+    // Complete headers, then a body byte every 20 ms: each byte would reset a per-read timeout.
+    let trickle = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    let answer = timeout(BOUND, async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("body_timeout") {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await;
+    trickle.abort();
+    let answer =
+        answer.unwrap_or_else(|_| panic!("a trickled body was still read after {BOUND:?}"));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(started.elapsed() >= body_timeout);
+    healthy(&app).await;
+    app.stop().await;
+}
+
 async fn send_head(app: &TestApp, head: &[u8]) -> String {
     let mut stream = connect(app).await;
     // The server may answer and close before it has read everything: a failed write is fine,
