@@ -23,7 +23,7 @@ pub use state::CollectorState;
 
 /// The collector's routes.
 pub fn router(state: CollectorState) -> Router {
-    use routes::{admin, consent, erase, events, health, tag};
+    use routes::{admin, consent, container, erase, events, health, tag};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -47,6 +47,20 @@ pub fn router(state: CollectorState) -> Router {
         .route("/v1/deliveries/replay", post(admin::replay_deliveries))
         .route("/v1/consent/revoke", post(consent::revoke))
         .route("/v1/erase", post(erase::erase))
+        .route("/v1/container.js", get(container::container_js))
+        .route(
+            "/v1/containers/{name}/draft",
+            get(container::get_draft).put(container::put_draft),
+        )
+        .route("/v1/containers/{name}/diff", get(container::diff))
+        .route("/v1/containers/{name}/publish", post(container::publish))
+        .route("/v1/containers/{name}/versions", get(container::versions))
+        .route(
+            "/v1/containers/{name}/versions/{version}",
+            get(container::version),
+        )
+        .route("/v1/containers/{name}/rollback", post(container::rollback))
+        .route("/v1/containers/{name}/preview", post(container::preview))
         // Body limits are enforced per door after decompression (see `body::read`).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -103,6 +103,13 @@ impl Sources {
         self.by_key_hash.get(&hash(key))
     }
 
+    /// The browser source named `name` (its tag container carries the name).
+    pub fn browser_by_name(&self, name: &str) -> Option<&Arc<Source>> {
+        self.by_key_hash
+            .values()
+            .find(|s| s.kind() == SourceKind::Browser && s.name() == name)
+    }
+
     /// Whether any browser source allows `origin` (for CORS preflight, which carries no key).
     pub fn any_allows_origin(&self, origin: &str) -> bool {
         self.origins.iter().any(|o| o == "*" || o == origin)

@@ -8,6 +8,7 @@ use tally_core::secret::Secret;
 use crate::config::{IngestConfig, TagConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::routes::container::ContainerScripts;
 use crate::sources::Sources;
 
 /// The collector's shared state; cheap to clone.
@@ -27,4 +28,6 @@ pub struct CollectorState {
     pub clock: Arc<dyn Clock>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The tag containers' built scripts (live versions).
+    pub container_scripts: Arc<ContainerScripts>,
 }

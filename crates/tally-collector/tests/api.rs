@@ -129,6 +129,7 @@ fn app(store: Arc<FlakyStore>) -> axum::Router {
         admin_token: None,
         clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::default()),
+        container_scripts: Default::default(),
     })
 }
 

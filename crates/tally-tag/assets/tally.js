@@ -8,6 +8,9 @@
  * identify(user), consent('default'|'update', state), on('event', fn), eventId(), anonymousId().
  * The reference is docs/API.md, "Browser tag".
  *
+ * Container: once loaded, it adds one script from its own origin, /v1/container.js, the
+ * source's published tag container (or, in a browser that opened a preview link, the draft).
+ *
  * Sending: fetch with keepalive while the page is open, so the answer can be read and a 5xx,
  * 429 or network failure retried with backoff (a 4xx is final); events that are still waiting
  * when the page is left go out with sendBeacon. Unconfirmed events are kept in localStorage and
@@ -28,7 +31,8 @@
   var script = d.currentScript || d.querySelector('script[data-key][src*="tally"]');
   var attr = function (name) { return script ? script.getAttribute(name) : null; };
   var KEY = attr('data-key');
-  var ENDPOINT = (script ? new URL(script.src, location.href).origin : '') + '/v1/collect';
+  var ORIGIN = script ? new URL(script.src, location.href).origin : '';
+  var ENDPOINT = ORIGIN + '/v1/collect';
   var COOKIE = attr('data-cookie') || 'tally_id';
   var QUEUE_KEY = 'tally_queue';
   var LANDING_KEY = 'tally_landing';
@@ -448,4 +452,17 @@
   for (var i = 0; i < pending.length; i++) api.apply(null, pending[i]);
   persist();
   flush();
+
+  // The tag container: its live version, or for a browser that opened a preview link
+  // (?tally_preview=TOKEN, kept in a cookie until the token expires; =off ends it) the draft.
+  var previewParam = new URLSearchParams(location.search).get('tally_preview');
+  if (previewParam === 'off') writeCookie('tally_preview', '', 0);
+  else if (previewParam) writeCookie('tally_preview', previewParam, Math.max(0, Math.round((Number(previewParam.split('.')[1]) - now()) / 1000)) || 3600);
+  var preview = getCookie('tally_preview');
+  if (KEY && attr('data-container') !== 'off') {
+    var s = d.createElement('script');
+    s.async = true;
+    s.src = ORIGIN + '/v1/container.js?key=' + encodeURIComponent(KEY) + (preview ? '&preview=' + encodeURIComponent(preview) : '');
+    (d.head || d.documentElement).appendChild(s);
+  }
 })(window, document);

@@ -2,8 +2,11 @@
 //! code), built into the binary, with the content hash that versions it and its gzip form, both
 //! computed once.
 //!
-//! Not here: serving it (the collector's `GET /tally.js`), or the tag container, which will
-//! compose its published version with tally.js into another [`Script`].
+//! Also the tag container's runtime (`assets/container.js`), which [`container_script`] joins
+//! with one container version into the script the collector serves at `/v1/container.js`.
+//!
+//! Not here: serving them (the collector's `routes/tag.rs` and `routes/container.rs`), or the
+//! container document and its linter (`tally-container`).
 //!
 //! Invariants: a [`Script`]'s `hash` names exactly its `source` bytes; its `gzip` decompresses
 //! to them; tally.js stays within [`GZIP_BUDGET_BYTES`] (a test checks it).
@@ -17,6 +20,18 @@ use sha2::{Digest, Sha256};
 
 /// The tally.js source as written.
 pub const TALLY_JS: &str = include_str!("../assets/tally.js");
+
+/// The tag container's runtime, with `/*CONFIG*/{}` where a version's settings go.
+pub const CONTAINER_JS: &str = include_str!("../assets/container.js");
+
+/// Most bytes the container runtime may take on the wire, gzipped (without a document).
+pub const CONTAINER_GZIP_BUDGET_BYTES: usize = 6 * 1024;
+
+/// The runtime running `config` (JSON: `container`, `version`, `preview`, `document`,
+/// `actions`, `order`, `previewError`; see `assets/container.js`).
+pub fn container_script(config_json: &str) -> Script {
+    Script::new(CONTAINER_JS.replacen("/*CONFIG*/{}", config_json, 1))
+}
 
 /// Most bytes tally.js may take on the wire, gzipped.
 pub const GZIP_BUDGET_BYTES: usize = 10 * 1024;
@@ -89,15 +104,41 @@ mod tests {
 
     #[test]
     fn tally_js_loads_no_other_code() {
-        // First-party and self-contained: no script elements, imports or eval.
-        for needle in [
-            "createElement",
-            "import(",
-            "importScripts",
-            "eval(",
-            "new Function",
-        ] {
+        // First-party and self-contained: no imports or eval, and the one script element it
+        // adds is the tag container, from tally's own origin.
+        for needle in ["import(", "importScripts", "eval(", "new Function"] {
             assert!(!TALLY_JS.contains(needle), "tally.js contains `{needle}`");
+            assert!(!CONTAINER_JS.contains(needle), "container.js contains `{needle}`");
         }
+        assert_eq!(TALLY_JS.matches("createElement").count(), 1);
+        assert!(TALLY_JS.contains("createElement('script')"));
+        let sources: Vec<&str> = TALLY_JS
+            .lines()
+            .filter(|l| l.contains(".src ="))
+            .map(str::trim)
+            .collect();
+        assert_eq!(sources.len(), 1, "{sources:?}");
+        assert!(
+            sources[0].starts_with("s.src = ORIGIN + '/v1/container.js?key='"),
+            "{sources:?}"
+        );
+        // The container runtime adds no script elements at all.
+        assert!(!CONTAINER_JS.contains("createElement('script')"));
+        assert!(!CONTAINER_JS.contains(".src ="));
+    }
+
+    #[test]
+    fn the_container_runtime_fits_its_budget_and_takes_its_config() {
+        let script = container_script(r#"{"container":"web","version":7,"document":{}}"#);
+        let size = Script::new(CONTAINER_JS).gzip.len();
+        assert!(
+            size <= CONTAINER_GZIP_BUDGET_BYTES,
+            "container.js is {size} bytes gzipped, over {CONTAINER_GZIP_BUDGET_BYTES}"
+        );
+        let text = String::from_utf8(script.source).unwrap();
+        assert!(text.ends_with(
+            "})(window, document, {\"container\":\"web\",\"version\":7,\"document\":{}});\n"
+        ));
+        assert!(!text.contains("/*CONFIG*/"));
     }
 }

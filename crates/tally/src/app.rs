@@ -89,6 +89,7 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> a
         admin_token: config.admin_token.clone(),
         clock,
         metrics: Arc::new(Metrics::default()),
+        container_scripts: Default::default(),
     };
     Ok(App {
         router: router(state.clone()),

@@ -144,6 +144,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A browser source's tag container, through the running tally's admin API: draft get|set
+    /// FILE, diff, publish [--note], versions, show N, rollback N, preview.
+    Container(tally::container::ContainerArgs),
     /// Send a browser and a server copy of one synthetic purchase through the running tally in
     /// each destination's test mode and report, per destination, whether it arrived once with
     /// the right value, deduplicated, and under which consent. Exit 1 on any failure.
@@ -292,6 +295,14 @@ fn run(args: Args) -> anyhow::Result<i32> {
             current_thread()?.block_on(tally::erase::run(
                 &config,
                 &cmd,
+                &mut std::io::stdout().lock(),
+            ))
+        }
+        Command::Container(container) => {
+            let config = load(&overrides)?;
+            current_thread()?.block_on(tally::container::run(
+                &config,
+                container,
                 &mut std::io::stdout().lock(),
             ))
         }

@@ -15,6 +15,8 @@ mod admin;
 mod bad_input;
 /// The CLI: init, config check, ledger, quarantine, replay.
 mod cli;
+/// The tag container: drafts, lint-refused publishes, versions, rollback, serving, preview, CLI.
+mod container;
 /// kill -9 and restart; graceful shutdown finishing in-flight requests.
 mod crash_recovery;
 /// Dedup and merge over HTTP, including 50 simultaneous copies of one event.
