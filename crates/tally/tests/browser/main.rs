@@ -3,6 +3,8 @@
 //! chromedriver (`scripts/test` installs them) and runs `cargo test -p tally --test browser`
 //! on its own; the end-to-end binary is `tests/e2e`.
 
+/// The tag container in the browser: preview, publish, rollback, click and purchase tags.
+mod container;
 /// The demo shop (landing, product, cart, checkout, thank-you) on another origin.
 mod shop;
 /// Chromium, chromedriver, tally and the shop for one test; tally can go down and come back.

@@ -5,7 +5,9 @@
 //!
 //! Pages: `/` (landing), `/product`, `/cart` (add_to_cart), `/checkout` (begin_checkout and
 //! identify), `/thanks?order=N` (purchase with event ID `ord-N-purchase`), `/wrong-key` (a tag
-//! with an unknown key), `/bye` (another site's page, no tag).
+//! with an unknown key), `/bye` (another site's page, no tag). Under `/plain/` the same shop
+//! without any hard-coded tracking, for the tag container to drive: `/plain/product` (a
+//! `#buy` button), `/plain/thanks?order=N` (the order in the data layer).
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -29,6 +31,7 @@ pub fn serve(listener: tokio::net::TcpListener, tally_origin: String) {
     let app = Router::new()
         .route("/", get(landing))
         .route("/{page}", get(page))
+        .route("/plain/{page}", get(plain))
         .with_state(Shop { tally_origin });
     tokio::spawn(async move { axum::serve(listener, app).await });
 }
@@ -128,5 +131,38 @@ fn render(shop: &Shop, name: &str) -> Html<String> {
         "{head}<script>{script}</script>\n</head><body><h1>{title}</h1>\n\
          <nav><a href=\"/product\">Product</a> <a href=\"/cart\">Cart</a> \
          <a href=\"/checkout\">Checkout</a></nav></body></html>"
+    ))
+}
+
+/// A page with only the tally snippet, stubbed pixels and a data layer: every tag comes from
+/// the container.
+async fn plain(State(shop): State<Shop>, Path(name): Path<String>) -> Html<String> {
+    let body = match name.as_str() {
+        "product" => "<button id=\"buy\" type=\"button\"><span>Add to cart</span></button>",
+        "thanks" => {
+            "<p>Thank you!</p><script>var order = new URLSearchParams(location.search).get('order');\n\
+             dataLayer.push({event: 'purchase', ecommerce: {transaction_id: order, value: 129.9, currency: 'EUR'}});</script>"
+        }
+        _ => "<p>Nothing here</p>",
+    };
+    Html(format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>{name} · Plain shop</title>
+<script>
+  window.pixels = [];
+  function recorder(name) {{
+    return function () {{ pixels.push([name].concat([].slice.call(arguments))); }};
+  }}
+  window.fbq = recorder('fbq');
+  window.gtag = recorder('gtag');
+  window.ttq = {{ track: recorder('ttq') }};
+  window.dataLayer = window.dataLayer || [];
+  window.tally=window.tally||function(){{(tally.q=tally.q||[]).push(arguments)}};
+  tally('consent', 'default', {{ad_storage: 'granted', ad_user_data: 'granted',
+                               ad_personalization: 'granted', analytics_storage: 'granted'}});
+</script>
+<script async src="{origin}/tally.js" data-key="pk_web_demo"></script>
+</head><body><h1>{name}</h1>{body}</body></html>"#,
+        origin = shop.tally_origin
     ))
 }

@@ -152,6 +152,28 @@ allowed_origins = ["http://{SHOP_HOST}:{shop_port}"]
         Some(resp.json().await.expect("ledger JSON"))
     }
 
+    /// Calls tally's admin API: status and JSON answer.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(
+                method,
+                format!("http://127.0.0.1:{}{path}", self.tally_port),
+            )
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// tally's Prometheus text.
     pub async fn metrics(&self) -> String {
         self.client
