@@ -115,7 +115,7 @@ async fn preview_runs_the_draft_in_one_browser_and_publish_and_rollback_reach_ev
     );
     assert!(panel.contains("trigger buy (click) matched"), "{panel}");
     assert!(
-        panel.contains(&format!("tag cart: tally('track', 'add_to_cart'")) && panel.contains(&id),
+        panel.contains("tag cart: tally('track', 'add_to_cart'") && panel.contains(&id),
         "{panel}"
     );
     assert!(
