@@ -72,6 +72,7 @@ pub fn build(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> a
             .map(|d| d.route.clone())
             .collect(),
         click_id_ttl_ms: (config.delivery.click_id_ttl_days as i64).saturating_mul(86_400_000),
+        consent: config.consent.clone(),
     };
     let pipeline = Pipeline {
         store: store.clone(),

@@ -447,6 +447,38 @@ async fn a_later_server_purchase_carries_the_visitor_s_remembered_click() {
         e["user_data"]["fbc"],
         format!("fb.1.{clicked}.IwAR-landing")
     );
+
+    // A click that arrived with ad_storage denied is not remembered: keeping it would store an
+    // advertising identifier the visitor refused.
+    app.collect(&json!({
+        "event": "page_view", "event_id": "landing-2",
+        "user": {"anonymous_id": "v-10",
+                 "click_ids": {"fbclid": "IwAR-refused", "clicked_at": clock.now().millis()}},
+        "consent": {"ad_storage": "denied", "analytics_storage": "granted"},
+    }))
+    .await;
+    clock.advance_ms(86_400_000);
+    meta.set_now(clock.now());
+    app.post(
+        "/v1/events",
+        &server_purchase(
+            "late-2",
+            json!({"anonymous_id": "v-10", "user_agent": "Mozilla/5.0"}),
+            granted(),
+        ),
+    )
+    .await;
+    app.wait_for_delivery("late-2", "meta", "delivered", WAIT)
+        .await;
+    let received = meta.received();
+    let late = received
+        .iter()
+        .find(|e| e["event_id"] == "late-2")
+        .expect("late-2 reached Meta");
+    assert!(
+        late["user_data"].get("fbc").is_none(),
+        "a refused click was attached: {late}"
+    );
     app.stop().await;
 }
 
