@@ -108,7 +108,10 @@ mod tests {
         // adds is the tag container, from tally's own origin.
         for needle in ["import(", "importScripts", "eval(", "new Function"] {
             assert!(!TALLY_JS.contains(needle), "tally.js contains `{needle}`");
-            assert!(!CONTAINER_JS.contains(needle), "container.js contains `{needle}`");
+            assert!(
+                !CONTAINER_JS.contains(needle),
+                "container.js contains `{needle}`"
+            );
         }
         assert_eq!(TALLY_JS.matches("createElement").count(), 1);
         assert!(TALLY_JS.contains("createElement('script')"));
