@@ -22,7 +22,12 @@ use crate::{Store, StoreError};
 
 /// How often a group is run again after a deadlock or serialisation failure before its
 /// requests are answered with an error.
-const MAX_TX_RETRIES: usize = 5;
+const MAX_TX_RETRIES: usize = 10;
+
+/// Most a group waits before running again after a deadlock: a random wait up to 2 ms doubled
+/// per try, so the transactions that deadlocked do not all start again at once and meet in the
+/// same order (nodes receiving the same batches at once did so five times in a row).
+const MAX_RETRY_WAIT: Duration = Duration::from_millis(200);
 
 /// Longest a group's transaction may take, from its first statement to its commit. Past it
 /// the connection is thrown away (the database may be unreachable, and TCP would take hours to
@@ -272,6 +277,7 @@ async fn commit_group(
         match result {
             Err(e) if retryable(&e) && tries < MAX_TX_RETRIES => {
                 tracing::debug!(error = %e, tries, "Group transaction lost a deadlock; running it again.");
+                tokio::time::sleep(retry_wait(tries)).await;
             }
             Ok(out) => {
                 let elapsed = started.elapsed();
@@ -290,11 +296,25 @@ async fn commit_group(
     }
 }
 
+/// A random wait before try `tries + 1` of a group that deadlocked.
+fn retry_wait(tries: usize) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh std hasher key is random: jitter without a dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let most = Duration::from_millis(2)
+        .saturating_mul(1 << tries.min(16))
+        .min(MAX_RETRY_WAIT);
+    most.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 async fn try_commit(
     client: &mut deadpool_postgres::Client,
     group: &[WriteRequest],
 ) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
     let tx = client.transaction().await?;
+    writer::lock_event_keys(&tx, group.iter().flat_map(|r| &r.items)).await?;
     let mut all = Vec::with_capacity(group.len());
     for req in group {
         let mut outcomes = Vec::with_capacity(req.items.len());
