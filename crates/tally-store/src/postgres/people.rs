@@ -72,6 +72,20 @@ pub(super) async fn remember_click_ids(
 /// Attaches the visitor's remembered, unexpired click IDs to `event` where it has none of a
 /// group, following identify links between anonymous and external IDs. Returns whether
 /// anything was attached.
+/// The click IDs remembered for a visitor: their own keys and those linked to them by identify,
+/// in one statement; newest click first, so the first row of a kind wins. `= ANY (ARRAY(...))`,
+/// not `IN (...)`: with `IN`, the generic plan PostgreSQL settles on for a prepared statement
+/// hash-joined a scan of the whole table, so every new event cost more as visitors accumulated
+/// (3.6 ms at 10,000); with an array it looks the keys up in the primary key (0.2 ms).
+pub(super) const REMEMBERED_CLICKS: &str = "SELECT kind, value, clicked_ms FROM visitor_click_ids
+  WHERE expires_ms > $1 AND visitor = ANY (ARRAY(
+        SELECT 'anon:' || $2::text UNION SELECT 'ext:' || $3::text
+        UNION SELECT 'ext:' || external_id FROM identity_links
+               WHERE anonymous_id = $2::text AND external_id IS NOT NULL
+        UNION SELECT 'anon:' || anonymous_id FROM identity_links
+               WHERE external_id = $3::text AND anonymous_id IS NOT NULL))
+  ORDER BY clicked_ms DESC";
+
 pub(super) async fn attach_click_ids(
     tx: &Transaction<'_>,
     event: &mut Event,
@@ -81,18 +95,9 @@ pub(super) async fn attach_click_ids(
     if anon.is_none() && ext.is_none() {
         return Ok(false);
     }
-    // The visitor's keys and those linked to them by identify, in one statement; newest click
-    // first, so the first row of a kind wins.
     let rows = query(
         tx,
-        "SELECT kind, value, clicked_ms FROM visitor_click_ids
-          WHERE expires_ms > $1 AND visitor IN (
-                SELECT 'anon:' || $2::text UNION SELECT 'ext:' || $3::text
-                UNION SELECT 'ext:' || external_id FROM identity_links
-                       WHERE anonymous_id = $2::text AND external_id IS NOT NULL
-                UNION SELECT 'anon:' || anonymous_id FROM identity_links
-                       WHERE external_id = $3::text AND anonymous_id IS NOT NULL)
-          ORDER BY clicked_ms DESC",
+        REMEMBERED_CLICKS,
         &[&event.timestamp.millis(), &anon, &ext],
     )
     .await?;

@@ -299,3 +299,44 @@ async fn a_closed_store_refuses_writes() {
     assert!(matches!(err, StoreError::Closed), "{err:?}");
     assert!(store.ready().await.is_err());
 }
+
+/// Every new event of a known visitor runs this lookup as a prepared statement, which
+/// PostgreSQL soon runs with a generic plan: that plan must use the primary key, not scan the
+/// table (it did while the growing table was not analyzed yet, and ingest slowed as visitors
+/// accumulated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remembered_click_lookup_uses_the_primary_key_in_its_generic_plan() {
+    let Some(url) = test_url() else {
+        return;
+    };
+    let schema = TestSchema::new(url);
+    let store = PostgresStore::open(schema.config()).await.expect("open");
+    let client = schema.connect().await;
+    client
+        .batch_execute(&format!(
+            "SET search_path = {};
+             INSERT INTO visitor_click_ids
+                  SELECT 'anon:a-' || i, 'gclid', 'Cj0K' || i, 1795632321306, 1803408321306
+                    FROM generate_series(1, 20000) AS i;
+             SET plan_cache_mode = force_generic_plan;
+             PREPARE clicks(bigint, text, text) AS {}",
+            schema.name,
+            super::people::REMEMBERED_CLICKS
+        ))
+        .await
+        .expect("prepare");
+    let plan: String = client
+        .simple_query("EXPLAIN EXECUTE clicks(1, 'a-1', NULL)")
+        .await
+        .expect("explain")
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("visitor_click_ids_pkey"), "{plan}");
+    assert!(!plan.contains("Seq Scan on visitor_click_ids"), "{plan}");
+    store.close().await;
+}
