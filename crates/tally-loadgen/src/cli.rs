@@ -14,13 +14,14 @@ use clap::{Parser, ValueEnum};
                   arguments, 3 when answers mismatched or no request was answered 200."
 )]
 pub struct Args {
-    /// Base URL of the tally server; requests go to `{url}/v1/events`.
+    /// Base URL of the tally server; requests go to `{url}/v1/events`. Repeat it to spread
+    /// the connections round robin over several nodes (connection i goes to URL i mod n).
     #[arg(
         long,
         env = "TALLY_LOADGEN_URL",
         default_value = "http://127.0.0.1:8080"
     )]
-    pub url: String,
+    pub url: Vec<String>,
 
     /// API key sent as `Authorization: Bearer {key}`.
     #[arg(long, env = "TALLY_LOADGEN_KEY", default_value = "sk_backend_demo")]
@@ -157,7 +158,7 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_benchmark_setup() {
         let args = Args::try_parse_from(["tally-loadgen"]).unwrap();
-        assert_eq!(args.url, "http://127.0.0.1:8080");
+        assert_eq!(args.url, ["http://127.0.0.1:8080"]);
         assert_eq!(args.key, "sk_backend_demo");
         assert_eq!(args.mode, Mode::Single);
         assert_eq!(args.events_per_request(), 1);
@@ -171,6 +172,19 @@ mod tests {
         let args = Args::try_parse_from(["tally-loadgen", "--mode", "batch", "--batch-size", "25"])
             .unwrap();
         assert_eq!(args.events_per_request(), 25);
+    }
+
+    #[test]
+    fn url_repeats_for_several_nodes() {
+        let args = Args::try_parse_from([
+            "tally-loadgen",
+            "--url",
+            "http://127.0.0.1:8080",
+            "--url",
+            "http://127.0.0.1:8081",
+        ])
+        .unwrap();
+        assert_eq!(args.url, ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]);
     }
 
     #[test]

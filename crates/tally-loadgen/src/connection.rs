@@ -36,8 +36,8 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// What every connection task shares: where to send, what to send and when to stop.
 #[derive(Debug)]
 pub struct Plan {
-    /// Server address and fixed headers.
-    pub target: Target,
+    /// Server addresses and fixed headers (connection i uses target i mod n).
+    pub targets: Vec<Target>,
     /// Body template for this run.
     pub writer: EventWriter,
     /// Wrap events in `{"batch": [...]}`.
@@ -61,6 +61,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Where connection `index` sends.
+    fn target(&self, index: u32) -> &Target {
+        &self.targets[index as usize % self.targets.len()]
+    }
+
     /// Open-loop slots that fall before `end` and belong to connection `index`.
     fn slots_for(&self, index: u32, interval: Duration) -> u64 {
         let span = self.end.saturating_duration_since(self.start).as_nanos();
@@ -155,7 +160,12 @@ impl Worker {
             }
             self.sender = None;
         }
-        match tokio::time::timeout(self.plan.timeout, connect(self.plan.target.addr)).await {
+        match tokio::time::timeout(
+            self.plan.timeout,
+            connect(self.plan.target(self.index).addr),
+        )
+        .await
+        {
             Ok(Ok(sender)) => {
                 self.sender = Some(sender);
                 true
@@ -215,10 +225,11 @@ impl Worker {
         let body = self.buf.split().freeze();
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = plan.target.path.clone();
+        let target = plan.target(self.index);
+        *req.uri_mut() = target.path.clone();
         let headers = req.headers_mut();
-        headers.insert(HOST, plan.target.host.clone());
-        headers.insert(AUTHORIZATION, plan.target.authorization.clone());
+        headers.insert(HOST, target.host.clone());
+        headers.insert(AUTHORIZATION, target.authorization.clone());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         req
     }
@@ -308,12 +319,12 @@ mod tests {
     fn plan(connections: u32, run: Duration) -> Plan {
         let start = Instant::now();
         Plan {
-            target: Target {
+            targets: vec![Target {
                 addr: "127.0.0.1:9".parse().unwrap(),
                 path: "/v1/events".parse().unwrap(),
                 host: HeaderValue::from_static("127.0.0.1:9"),
                 authorization: HeaderValue::from_static("Bearer k"),
-            },
+            }],
             writer: EventWriter::new("r"),
             batch: false,
             events_per_request: 1,

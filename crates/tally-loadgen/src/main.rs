@@ -71,12 +71,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> Result<Report> {
-    let target = Target::resolve(&args.url, &args.key, args.allow_remote).await?;
-    let url = format!(
-        "http://{}{}",
-        target.host.to_str().unwrap_or("?"),
-        target.path
-    );
+    let mut targets = Vec::with_capacity(args.url.len());
+    for url in &args.url {
+        targets.push(Target::resolve(url, &args.key, args.allow_remote).await?);
+    }
+    let url = targets
+        .iter()
+        .map(|t| format!("http://{}{}", t.host.to_str().unwrap_or("?"), t.path))
+        .collect::<Vec<_>>()
+        .join(" ");
     // 40 random bits: collisions between runs against one database are not a practical concern.
     let run = format!("{:010x}", rand::random::<u64>() >> 24);
     let events_per_request = args.events_per_request();
@@ -95,7 +98,7 @@ async fn run(args: &Args) -> Result<Report> {
     let start = Instant::now();
     let measure_from = start + args.warmup();
     let plan = Arc::new(Plan {
-        target,
+        targets,
         writer: EventWriter::new(&run),
         batch: args.mode == Mode::Batch,
         events_per_request,
