@@ -924,7 +924,8 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Starts (again) on the same port and data.
+    /// Starts (again) on the same port and data. `fsync=off` only spares the disk: a halt
+    /// kills the server, not the machine, so what it wrote is still in the page cache.
     pub fn resume(&self) {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=100 -c fsync=off",
