@@ -3,8 +3,10 @@
 //! ([`postgres::PostgresStore`]), and a conformance suite that every backend must pass.
 //!
 //! Contract every backend keeps:
-//! - [`Store::ingest`] returns only after its items are durably committed (synced); a returned
-//!   error means none of them were;
+//! - [`Store::ingest`] returns outcomes only after its items are durably committed (synced); an
+//!   error is never a false acknowledgement, but it does not prove nothing was committed (a
+//!   connection lost during `COMMIT`, an fsync error): clients retry, and dedup answers a retry of
+//!   a committed event `duplicate`;
 //! - dedup decisions are made inside the write transaction with [`tally_core::dedup::decide`],
 //!   so concurrent copies of one event yield exactly one `Accepted`;
 //! - no lock or transaction is held across anything but the store's own I/O.
@@ -138,7 +140,9 @@ pub trait Store: Send + Sync + 'static {
     /// When the store cannot be read.
     async fn live_container_version(&self, container: &str) -> Result<Option<u32>, StoreError>;
 
-    /// Whether the store can accept writes now (for `/healthz`).
+    /// Whether the store can accept writes now (for `/healthz`). SQLite answers from its last
+    /// commit (a failed one makes it unready until a commit succeeds); PostgreSQL asks the
+    /// database.
     ///
     /// # Errors
     /// The reason it cannot.
