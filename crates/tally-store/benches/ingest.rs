@@ -5,22 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use tally_core::dedup::Candidate;
 use tally_core::event::SourceKind;
-use tally_core::parse::{ParseContext, ParseLimits, parse_event};
-use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan};
+use tally_core::plan::TrackingPlan;
 use tally_core::timestamp::Timestamp;
 use tally_store::sqlite::{SqliteConfig, SqliteStore};
 use tally_store::{IngestItem, Store};
 
+mod workload;
+
 fn candidate(plan: &TrackingPlan, id: u64, now: Timestamp) -> IngestItem {
-    let limits = ParseLimits::default();
-    let ctx = ParseContext {
-        source: "backend",
-        source_kind: SourceKind::Server,
-        received_at: now,
-        limits: &limits,
-    };
     let v = json!({"event": "purchase", "event_id": format!("bench-{id}"),
         "user": {"email": format!("user{id}@example.com"), "phone": "+16505551212", "anonymous_id": "a-1",
                  "click_ids": {"gclid": "Cj0KCQiA"}},
@@ -28,33 +21,14 @@ fn candidate(plan: &TrackingPlan, id: u64, now: Timestamp) -> IngestItem {
                        "items": [{"id": "sku-1", "quantity": 2, "price": 64.95}]},
         "page": {"url": "https://shop.example/checkout/thanks"},
         "consent": {"ad_storage": "granted", "ad_user_data": "granted"}});
-    let mut event = parse_event(&v, &ctx).unwrap().event;
-    let d = plan.check(&mut event).unwrap();
-    IngestItem::event(
-        Candidate {
-            event,
-            dedup_value: d.dedup_value,
-            event_id_window_ms: d.event_id_window_ms,
-            dedup_key_window_ms: d.dedup_key_window_ms,
-        },
-        None,
-    )
+    workload::item(plan, &v, SourceKind::Server, now)
 }
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(SqliteConfig::new(dir.path().join("bench.db"))).unwrap();
-    let plan = TrackingPlan::new(
-        vec![EventPlanConfig {
-            name: "purchase".into(),
-            require: vec!["value".into(), "currency".into(), "order_id".into()],
-            dedup_key: Some("order_id".into()),
-            ..Default::default()
-        }],
-        PlanSettings::default(),
-    )
-    .unwrap();
+    let plan = workload::plan();
     let now = Timestamp::now();
     let next = AtomicU64::new(0);
     let mut group = c.benchmark_group("sqlite_ingest");

@@ -6,58 +6,33 @@
 //! is remembered for 90 days — the browser-copy shape of the ingest benchmark.
 
 use serde_json::json;
-use tally_core::dedup::Candidate;
 use tally_core::event::SourceKind;
-use tally_core::parse::{ParseContext, ParseLimits, parse_event};
-use tally_core::plan::{EventPlanConfig, PlanSettings, TrackingPlan};
+use tally_core::plan::TrackingPlan;
 use tally_core::timestamp::Timestamp;
 use tally_store::sqlite::{SqliteConfig, SqliteStore};
 use tally_store::{IngestItem, Store};
+
+#[path = "../benches/workload/mod.rs"]
+mod workload;
 
 const EVENTS: u64 = 20_000;
 const GROUP: u64 = 10;
 
 fn purchase(plan: &TrackingPlan, n: u64, now: Timestamp) -> IngestItem {
-    let limits = ParseLimits::default();
-    let ctx = ParseContext {
-        source: "web",
-        source_kind: SourceKind::Browser,
-        received_at: now,
-        limits: &limits,
-    };
     let v = json!({"event": "purchase", "event_id": format!("p-{n}"),
         "user": {"email": format!("user{n}@example.com"), "phone": "+16505551212",
                  "anonymous_id": format!("a-{n}"), "click_ids": {"gclid": format!("Cj0K{n}")}},
         "properties": {"value": "129.90", "currency": "EUR", "order_id": format!("o-{n}")},
         "consent": {"ad_storage": "granted", "ad_user_data": "granted"}});
-    let mut event = parse_event(&v, &ctx).expect("parses").event;
-    let d = plan.check(&mut event).expect("planned");
-    IngestItem::event(
-        Candidate {
-            event,
-            dedup_value: d.dedup_value,
-            event_id_window_ms: d.event_id_window_ms,
-            dedup_key_window_ms: d.dedup_key_window_ms,
-        },
-        None,
-    )
-    .remember_click_ids_until(Timestamp::from_millis(now.millis() + 90 * 86_400_000))
+    workload::item(plan, &v, SourceKind::Browser, now)
+        .remember_click_ids_until(Timestamp::from_millis(now.millis() + 90 * 86_400_000))
 }
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(SqliteConfig::new(dir.path().join("profile.db"))).expect("open");
-    let plan = TrackingPlan::new(
-        vec![EventPlanConfig {
-            name: "purchase".into(),
-            require: vec!["value".into(), "currency".into(), "order_id".into()],
-            dedup_key: Some("order_id".into()),
-            ..Default::default()
-        }],
-        PlanSettings::default(),
-    )
-    .expect("plan");
+    let plan = workload::plan();
     let now = Timestamp::from_millis(1_763_633_700_000);
     for start in (0..EVENTS).step_by(GROUP as usize) {
         let items = (start..start + GROUP)

@@ -77,9 +77,20 @@ const GROUPS: &[&[&str]] = &[
 /// A remembered click ID: kind, value, click time.
 pub(crate) type Remembered = (String, String, i64);
 
+/// A copy of `event` with the `remembered` click IDs attached, or `None` when nothing would be
+/// (no rows, or the event already has a click of every remembered group): the event is cloned
+/// only when something changes, since this runs for every new event of a visitor.
+pub(crate) fn with_remembered(event: &Event, remembered: Vec<Remembered>) -> Option<Event> {
+    if remembered.is_empty() {
+        return None;
+    }
+    let mut enriched = event.clone();
+    attach_remembered(&mut enriched, remembered).then_some(enriched)
+}
+
 /// Attaches `remembered` click IDs (newest click first; the first of a kind wins) to `event`
 /// where it has none of a group. Returns whether anything was attached.
-pub(crate) fn attach_remembered(event: &mut Event, rows: Vec<Remembered>) -> bool {
+fn attach_remembered(event: &mut Event, rows: Vec<Remembered>) -> bool {
     let mut remembered: Vec<Remembered> = Vec::new();
     for row in rows {
         if !remembered.iter().any(|(k, _, _)| *k == row.0) {

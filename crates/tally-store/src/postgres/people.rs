@@ -86,14 +86,16 @@ pub(super) const REMEMBERED_CLICKS: &str = "SELECT kind, value, clicked_ms FROM 
                WHERE external_id = $3::text AND anonymous_id IS NOT NULL))
   ORDER BY clicked_ms DESC";
 
-pub(super) async fn attach_click_ids(
+/// The event with its visitor's remembered, unexpired click IDs attached (following identify
+/// links), or `None` when nothing would be attached.
+pub(super) async fn with_remembered_clicks(
     tx: &Transaction<'_>,
-    event: &mut Event,
-) -> Result<bool, TxError> {
+    event: &Event,
+) -> Result<Option<Event>, TxError> {
     let anon = event.user.anonymous_id.as_deref();
     let ext = event.user.identity.external_id.as_deref();
     if anon.is_none() && ext.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     let rows = query(
         tx,
@@ -101,14 +103,11 @@ pub(super) async fn attach_click_ids(
         &[&event.timestamp.millis(), &anon, &ext],
     )
     .await?;
-    if rows.is_empty() {
-        return Ok(false);
-    }
     let mut remembered = Vec::with_capacity(rows.len());
     for r in &rows {
         remembered.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
     }
-    Ok(shared::attach_remembered(event, remembered))
+    Ok(shared::with_remembered(event, remembered))
 }
 
 /// When a person the event is about revoked consent at or after the event's time.

@@ -301,13 +301,7 @@ async fn ingest_event(
         Decision::New => {
             // A later event of a visitor whose click was remembered carries that click too.
             // Looked up before this event's own clicks are remembered, which it has already.
-            let mut enriched = None;
-            if e.user.anonymous_id.is_some() || e.user.identity.external_id.is_some() {
-                let mut copy = e.clone();
-                if people::attach_click_ids(tx, &mut copy).await? {
-                    enriched = Some(copy);
-                }
-            }
+            let enriched = people::with_remembered_clicks(tx, e).await?;
             let reencoded = enriched.as_ref().map(serde_json::to_string).transpose()?;
             let encoded = reencoded.as_deref().unwrap_or(encoded);
             let revoked = people::revoked_at(tx, e).await?;

@@ -10,7 +10,7 @@ use tally_core::timestamp::Timestamp;
 
 use super::writer::TxError;
 use crate::model::{ReplayFilter, Revocation};
-use crate::shared::{Remembered, attach_remembered};
+use crate::shared::{Remembered, with_remembered};
 
 /// What the writer knows of the person tables without asking them, so that a new event of a
 /// visitor with nothing remembered, from a person who never revoked consent, costs no lookup
@@ -255,11 +255,7 @@ pub(super) fn with_remembered_clicks(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<Result<Vec<Remembered>, _>>()?;
-    if remembered.is_empty() {
-        return Ok(None);
-    }
-    let mut enriched = event.clone();
-    Ok(attach_remembered(&mut enriched, remembered).then_some(enriched))
+    Ok(with_remembered(event, remembered))
 }
 
 /// Records the revocation and withholds the person's pending deliveries; returns how many.
