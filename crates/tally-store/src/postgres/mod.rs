@@ -9,6 +9,7 @@
 //! Reads use the same connection pool. Migrations are applied on open under an advisory lock;
 //! a schema newer than the binary is refused.
 
+mod batch;
 mod container;
 mod erase;
 mod people;

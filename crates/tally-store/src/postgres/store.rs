@@ -12,6 +12,7 @@ use tally_core::timestamp::Timestamp;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::batch;
 use super::container;
 use super::read;
 use super::schema;
@@ -315,14 +316,15 @@ async fn try_commit(
 ) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
     let tx = client.transaction().await?;
     writer::lock_event_keys(&tx, group.iter().flat_map(|r| &r.items)).await?;
-    let mut all = Vec::with_capacity(group.len());
-    for req in group {
-        let mut outcomes = Vec::with_capacity(req.items.len());
-        for item in &req.items {
-            outcomes.push(writer::apply(&tx, req.now, item).await?);
-        }
-        all.push(outcomes);
-    }
+    let items: Vec<(Timestamp, &IngestItem)> = group
+        .iter()
+        .flat_map(|r| r.items.iter().map(move |item| (r.now, item)))
+        .collect();
+    let mut outcomes = batch::apply_all(&tx, &items).await?.into_iter();
+    let all = group
+        .iter()
+        .map(|r| outcomes.by_ref().take(r.items.len()).collect())
+        .collect();
     // A commit returns once PostgreSQL has flushed its WAL (synchronous_commit = on, the
     // server's default), so the answer that follows means durable.
     tx.commit().await?;

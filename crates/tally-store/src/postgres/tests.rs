@@ -340,3 +340,71 @@ async fn the_remembered_click_lookup_uses_the_primary_key_in_its_generic_plan() 
     assert!(!plan.contains("Seq Scan on visitor_click_ids"), "{plan}");
     store.close().await;
 }
+
+/// The run's lookups (`batch.rs`) are prepared statements too: in their generic plans over
+/// grown, not yet analyzed tables, each must find its rows by index, never by a scan of the
+/// table, or every group would cost more as the tables grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_lookups_use_indexes_in_their_generic_plans() {
+    let Some(url) = test_url() else {
+        return;
+    };
+    let schema = TestSchema::new(url);
+    let store = PostgresStore::open(schema.config()).await.expect("open");
+    let client = schema.connect().await;
+    use super::batch::{CLICKS, LINKS, REVOCATIONS, STORED_KEYS};
+    client
+        .batch_execute(&format!(
+            "SET search_path = {};
+             INSERT INTO events (name, event_id, dedup_value, first_seen_ms, event_time_ms,
+                                 has_browser, source, source_kind, first_consent, body)
+                  SELECT 'purchase', 'e-' || i, 'o-' || i, i, i, false, 'backend', 'server', '{{}}', '{{}}'
+                    FROM generate_series(1, 20000) AS i;
+             INSERT INTO visitor_click_ids
+                  SELECT 'anon:a-' || i, 'gclid', 'Cj0K' || i, 1795632321306, 1803408321306
+                    FROM generate_series(1, 20000) AS i;
+             INSERT INTO identity_links (at_ms, source, anonymous_id, external_id, identity)
+                  SELECT i, 'web', 'a-' || i, 'c-' || i, '{{}}' FROM generate_series(1, 20000) AS i;
+             INSERT INTO revocations SELECT 'anon:a-' || i, i FROM generate_series(1, 20000) AS i;
+             SET plan_cache_mode = force_generic_plan;
+             PREPARE stored(text[], text[], text[]) AS {STORED_KEYS};
+             PREPARE links(text[], text[]) AS {LINKS};
+             PREPARE clicks(text[], text[], text[]) AS {CLICKS};
+             PREPARE revocations(text[]) AS {REVOCATIONS};",
+            schema.name,
+        ))
+        .await
+        .expect("prepare");
+    for (statement, tables) in [
+        (
+            "stored('{e-1,e-2}', '{purchase}', '{o-1,o-2}')",
+            &["events"][..],
+        ),
+        ("links('{a-1}', '{c-2}')", &["identity_links"]),
+        (
+            "clicks('{a-1}', '{c-2}', '{anon:a-1,ext:c-2}')",
+            &["visitor_click_ids", "identity_links"],
+        ),
+        ("revocations('{anon:a-1}')", &["revocations"]),
+    ] {
+        let plan: String = client
+            .simple_query(&format!("EXPLAIN EXECUTE {statement}"))
+            .await
+            .expect("explain")
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        for table in tables {
+            assert!(plan.contains(&format!("on {table}")), "{statement}: {plan}");
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table}")),
+                "{statement}: {plan}"
+            );
+        }
+    }
+    store.close().await;
+}

@@ -89,16 +89,13 @@ pub(super) async fn lock_event_keys<'a>(
     tx: &Transaction<'_>,
     items: impl Iterator<Item = &'a IngestItem>,
 ) -> Result<(), TxError> {
-    let mut keys: Vec<String> = Vec::new();
-    for item in items {
-        if let IngestItem::Event { candidate, .. } = item {
-            let name = &candidate.event.name;
-            keys.push(format!("id\u{1f}{name}\u{1f}{}", candidate.event.event_id));
-            if let Some(value) = &candidate.dedup_value {
-                keys.push(format!("key\u{1f}{name}\u{1f}{value}"));
-            }
-        }
-    }
+    let mut keys: Vec<String> = items
+        .filter_map(|item| match item {
+            IngestItem::Event { candidate, .. } => Some(super::batch::dedup_keys(candidate)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     if keys.is_empty() {
         return Ok(());
     }

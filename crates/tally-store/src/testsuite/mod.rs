@@ -143,6 +143,7 @@ macro_rules! store_test_suite {
             case!(people::revocation_withholds_pending_deliveries_and_later_arrivals);
             case!(people::replay_requeues_stopped_deliveries_by_filter_but_not_expired_ones);
             case!(people::click_memory_links_and_revocations_survive_a_reopen_in_any_order);
+            case!(people::one_group_decides_its_events_as_if_they_arrived_one_by_one);
             case!(erase::erasure_by_email_removes_the_person_s_data_found_through_identify_links);
             case!(quarantine::quarantined_events_are_listed_and_filtered);
             case!(quarantine::a_successful_replay_resolves_the_quarantine_row);

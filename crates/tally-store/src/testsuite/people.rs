@@ -482,3 +482,133 @@ pub async fn click_memory_links_and_revocations_survive_a_reopen_in_any_order<S:
     let s21 = &store.ledger("s-21").await.unwrap()[0];
     assert_eq!(s21.event.user.click_ids.ttclid.as_deref(), Some("T-21"));
 }
+
+/// One call whose events depend on each other: every event is decided as if the items had
+/// arrived one by one (PostgreSQL writes a group's new events per table, so this is where its
+/// run memory of clicks, its key checks and its ordering are proven).
+pub async fn one_group_decides_its_events_as_if_they_arrived_one_by_one<S: TestStore>() {
+    let (store, _guard) = S::for_test().await;
+    store
+        .ingest(
+            NOW,
+            vec![IngestItem::Identify(IdentityLink {
+                at: NOW,
+                source: "web".into(),
+                anonymous_id: Some("v-20".into()),
+                external_id: Some("cust-20".into()),
+                identity: HashedIdentity::default(),
+            })],
+        )
+        .await
+        .unwrap();
+    let older_click = event(
+        json!({"event": "add_to_cart", "event_id": "land-old", "timestamp": NOW.millis(),
+               "user": {"anonymous_id": "v-10",
+                        "click_ids": {"gclid": "G-OLD", "clicked_at": NOW.millis() - DAY}}}),
+        Browser,
+        NOW,
+    )
+    .remember_click_ids_until(at(90 * DAY));
+    let refused = IngestItem::Quarantine(crate::NewQuarantine {
+        received_at: NOW,
+        source: "backend".into(),
+        source_kind: Server,
+        event_name: Some("purchase".into()),
+        event_id: None,
+        rejection: tally_core::rejection::Rejection::new("missing_property", "no value"),
+        body: crate::QuarantineBody::Input {
+            input: json!({"event": "purchase"}),
+            identity: HashedIdentity::default(),
+        },
+    });
+    let out = store
+        .ingest(
+            NOW,
+            vec![
+                landing("v-10", NOW),
+                server_purchase("g-1", json!({"anonymous_id": "v-10"}), NOW),
+                older_click,
+                refused,
+                server_purchase("g-2", json!({"anonymous_id": "v-10"}), NOW),
+                // The same purchase again, by event ID and by order under another event ID.
+                server_purchase("g-1", json!({"anonymous_id": "v-10"}), NOW),
+                event(
+                    json!({"event": "purchase", "event_id": "g-2-browser", "timestamp": NOW.millis(),
+                           "user": {"anonymous_id": "v-10"},
+                           "properties": {"value": 10, "currency": "EUR", "order_id": "g-2"}}),
+                    Browser,
+                    NOW,
+                ),
+                // A landing of a visitor identified earlier, then a CRM event by customer ID.
+                landing("v-20", NOW),
+                server_purchase("g-3", json!({"external_id": "cust-20"}), NOW),
+                server_purchase("g-4", json!({"anonymous_id": "v-stranger"}), NOW),
+            ],
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = out
+        .iter()
+        .map(|o| match o {
+            crate::IngestOutcome::Accepted => "accepted",
+            crate::IngestOutcome::Duplicate { .. } => "duplicate",
+            crate::IngestOutcome::Quarantined { .. } => "quarantined",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "accepted",
+            "accepted",
+            "accepted",
+            "quarantined",
+            "accepted",
+            "duplicate",
+            "duplicate",
+            "accepted",
+            "accepted",
+            "accepted"
+        ]
+    );
+    let gclid = |e: &tally_core::event::Event| e.user.click_ids.gclid.clone();
+    let ledger = |id: &'static str| {
+        let store = &store;
+        async move { store.ledger(id).await.unwrap()[0].event.clone() }
+    };
+    assert_eq!(
+        gclid(&ledger("g-1").await).as_deref(),
+        Some("G-1"),
+        "the click remembered by the landing earlier in the same call"
+    );
+    assert_eq!(
+        gclid(&ledger("g-2").await).as_deref(),
+        Some("G-1"),
+        "an older click remembered later does not replace a newer one"
+    );
+    assert_eq!(
+        gclid(&ledger("g-3").await).as_deref(),
+        Some("G-1"),
+        "through the identify link"
+    );
+    assert_eq!(gclid(&ledger("g-4").await), None, "another visitor's click");
+    assert_eq!(
+        store.ledger("g-2-browser").await.unwrap()[0].event.event_id,
+        "g-2"
+    );
+
+    // What the call remembered is what the next call finds.
+    let later = at(DAY);
+    store
+        .ingest(
+            later,
+            vec![server_purchase(
+                "g-5",
+                json!({"anonymous_id": "v-10"}),
+                later,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(gclid(&ledger("g-5").await).as_deref(), Some("G-1"));
+}
