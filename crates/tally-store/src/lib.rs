@@ -140,8 +140,11 @@ pub trait Store: Send + Sync + 'static {
     /// When the store cannot be read.
     async fn live_container_version(&self, container: &str) -> Result<Option<u32>, StoreError>;
 
-    /// Whether the store can accept writes now (for `/healthz`). SQLite answers from its last
-    /// commit (a failed one makes it unready until a commit succeeds); PostgreSQL asks the
+    /// Whether the store can accept writes now (for `/healthz`); it must recover without a
+    /// write, since a load balancer sends none to a node it took out of rotation. SQLite: a
+    /// failed commit makes it unready until its cause is proved gone (a lack of room by a
+    /// probe this call starts, rate-limited, that writes a margin beside the database;
+    /// anything else by a commit that wrote rows; `sqlite/health.rs`); PostgreSQL asks the
     /// database.
     ///
     /// # Errors

@@ -6,9 +6,12 @@
 //! makes durable acknowledgement cheap, and a single writer makes dedup decisions race-free.
 //! Reads (ledger, quarantine, stats) use a small pool of separate connections, which WAL lets
 //! run beside the writer. A checkpointer thread keeps WAL checkpoints off the commit path.
+//! Readiness (`/healthz`) follows the writer's commits, and after a commit failed for lack of
+//! room, a probe that proves room again (`health.rs`).
 
 mod container;
 mod erase;
+mod health;
 mod people;
 mod read;
 mod schema;

@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -12,6 +11,7 @@ use tally_core::merge::merge;
 use tally_core::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
+use super::health::{self, Probe, WriterHealth};
 use super::people::{self, PeopleMemory};
 use crate::StoreError;
 use crate::model::{
@@ -86,12 +86,12 @@ pub(super) enum WriterMessage {
     Write(WriteRequest),
     /// Commit what is queued, then stop.
     Shutdown,
-}
-
-/// Shared between the writer and the store handle.
-pub(super) struct WriterHealth {
-    /// False after a failed commit, true again after a successful one.
-    pub healthy: AtomicBool,
+    /// Probe for room on the disk if a commit failed for lack of it ([`health`]); answered
+    /// when done.
+    Probe(oneshot::Sender<()>),
+    /// Run SQL on the writer's connection (tests: limits that stand in for a full disk).
+    #[cfg(test)]
+    Exec(String, oneshot::Sender<rusqlite::Result<()>>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,32 +164,74 @@ impl Waiting {
     }
 }
 
+/// What the writer thread owns besides its connection.
+pub(super) struct Writer {
+    pub max_group_items: usize,
+    pub health: Arc<WriterHealth>,
+    pub people: PeopleMemory,
+    pub probe: Probe,
+}
+
+/// Messages that are not writes, taken off the channel beside them.
+#[derive(Default)]
+struct Chores {
+    probes: Vec<oneshot::Sender<()>>,
+    shutting_down: bool,
+}
+
+impl Chores {
+    /// Files `message`, a write into `waiting`.
+    fn take(
+        &mut self,
+        message: WriterMessage,
+        waiting: &mut Waiting,
+        #[cfg_attr(not(test), allow(unused_variables))] conn: &Connection,
+    ) {
+        match message {
+            WriterMessage::Write(req) => waiting.push(req, Instant::now()),
+            WriterMessage::Shutdown => self.shutting_down = true,
+            WriterMessage::Probe(reply) => self.probes.push(reply),
+            #[cfg(test)]
+            WriterMessage::Exec(sql, reply) => {
+                let _ = reply.send(conn.execute_batch(&sql));
+            }
+        }
+    }
+}
+
 /// Runs until every sender is dropped, then returns.
-pub(super) fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<WriterMessage>,
-    max_group_items: usize,
-    health: Arc<WriterHealth>,
-    mut people: PeopleMemory,
-) {
+pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<WriterMessage>, writer: Writer) {
+    let Writer {
+        max_group_items,
+        health,
+        mut people,
+        probe,
+    } = writer;
     let mut waiting = Waiting::default();
-    let mut shutting_down = false;
+    let mut chores = Chores::default();
     let mut disconnected = false;
     let mut last_checkpoint = Instant::now();
     let mut wal_dirty = false;
     loop {
         // Take what is queued without blocking, until a group's worth of ingest is known (all
         // of it when shutting down: queued writes are committed before the writer stops).
-        while (waiting.ingest_items < max_group_items || shutting_down) && !disconnected {
+        while (waiting.ingest_items < max_group_items || chores.shutting_down) && !disconnected {
             match rx.try_recv() {
-                Ok(WriterMessage::Write(req)) => waiting.push(req, Instant::now()),
-                Ok(WriterMessage::Shutdown) => shutting_down = true,
+                Ok(message) => chores.take(message, &mut waiting, &conn),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => disconnected = true,
             }
         }
+        // Probes asked for meanwhile: one run answers them all. Here, between groups, no
+        // commit competes with the probe's file for room.
+        if !chores.probes.is_empty() {
+            health::probe(&mut conn, &health, &probe);
+            for reply in chores.probes.drain(..) {
+                let _ = reply.send(());
+            }
+        }
         if waiting.is_empty() {
-            if shutting_down || disconnected {
+            if chores.shutting_down || disconnected {
                 break;
             }
             // Idle: move the WAL into the database now, so the copying and its sync do not
@@ -202,27 +244,31 @@ pub(super) fn run(
                 wal_dirty = false;
             }
             match rx.blocking_recv() {
-                Some(WriterMessage::Write(req)) => waiting.push(req, Instant::now()),
-                Some(WriterMessage::Shutdown) => shutting_down = true,
+                Some(message) => chores.take(message, &mut waiting, &conn),
                 None => disconnected = true,
             }
             continue;
         }
         let group = waiting.next_group(max_group_items, Instant::now());
+        let changes_before = conn.total_changes();
         match commit_group(&mut conn, &mut people, &group) {
             Ok(outcomes) => {
                 wal_dirty = true;
-                health.healthy.store(true, Ordering::Relaxed);
+                health.committed(conn.total_changes() > changes_before);
                 for (req, out) in group.into_iter().zip(outcomes) {
                     let _ = req.reply.send(Ok((out, req.items)));
                 }
             }
             Err(e) => {
                 people.rolled_back();
-                health.healthy.store(false, Ordering::Relaxed);
+                let message = e.to_string();
+                let cause = match &e {
+                    TxError::Sqlite(e) => health::cause_of(e),
+                    TxError::Json(_) => health::Cause::Other,
+                };
+                health.failed(cause, message.clone());
                 let items: usize = group.iter().map(|r| r.items.len()).sum();
                 tracing::error!(error = %e, requests = group.len(), items, "Group commit failed; answering 503.");
-                let message = e.to_string();
                 for req in group {
                     let failure = CommitFailure(message.clone());
                     let _ = req

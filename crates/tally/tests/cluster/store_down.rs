@@ -3,11 +3,15 @@
 //!
 //! Disk full (SQLite): the node runs in a user and mount namespace of its own (`unshare
 //! --user --map-root-user --mount`, which needs no privilege where unprivileged user namespaces
-//! are allowed, as on Debian and in our CI) over an 8 MiB tmpfs mounted on its data dir. That is
+//! are allowed, as on Debian and in our CI) over a 32 MiB tmpfs mounted on its data dir. That is
 //! a real filesystem returning a real ENOSPC to every write SQLite makes (WAL appends, database
 //! growth, the shared-memory index), unlike `PRAGMA max_page_count` (SQLite refusing by itself)
 //! or RLIMIT_FSIZE (EFBIG, only for files over a size, and SIGXFSZ). The test fills the disk
 //! through `/proc/<pid>/root` (the node's view of the mount) and frees it by deleting the file.
+//! `/healthz` must come back by itself, before any write is sent (a load balancer sends none to
+//! a node it took out of rotation), and only once there is room for real writes: the store's
+//! probe writes `probe_bytes` (8 MiB by default, hence a tmpfs bigger than that) beside the
+//! database; a one-page commit once passed on the full disk.
 //!
 //! PostgreSQL stopped: a private cluster of the test's own (stopping the shared one would break
 //! other tests), halted with `pg_ctl -m immediate` and started again on the same port.
@@ -24,6 +28,9 @@ use crate::support::{
 };
 
 const RECOVERY: Duration = Duration::from_secs(60);
+
+/// The SQLite store's default `probe_bytes`: the room a probe needs.
+const PROBE_BYTES: u64 = 8 << 20;
 
 /// IDs of the events a test sent, by what became of them.
 #[derive(Default)]
@@ -120,9 +127,52 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
+/// `GET /healthz`: status and body text.
+fn health_text(client: &reqwest::blocking::Client, url: &str) -> (u16, String) {
+    let resp = client
+        .get(format!("{url}/healthz"))
+        .send()
+        .expect("the node answered /healthz");
+    let status = resp.status().as_u16();
+    (status, resp.text().unwrap_or_default())
+}
+
+/// How many space probes have failed, as `/healthz` tells it (0 before the first).
+fn failed_probes(body: &str) -> u64 {
+    body.split("probes so far: ").nth(1).map_or(0, |rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("a probe count")
+    })
+}
+
+/// Polls `/healthz` until `probes` more space probes have failed (each runs a second apart);
+/// every answer meanwhile must be 503.
+fn stays_unready_over_probes(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    probes: u64,
+    what: &str,
+) {
+    let (status, body) = health_text(client, url);
+    assert_eq!(status, 503, "/healthz {what}: {body}");
+    let target = failed_probes(&body) + probes;
+    let mut polls = 0;
+    wait_until(
+        &format!("{probes} failed space probes {what}"),
+        RECOVERY,
+        || {
+            let (status, body) = health_text(client, url);
+            polls += 1;
+            assert_eq!(status, 503, "/healthz {what}, poll {polls}: {body}");
+            (failed_probes(&body) >= target).then_some(())
+        },
+    );
+    assert!(polls >= probes, "{polls} polls");
+}
+
 #[test]
-fn a_full_disk_answers_503_never_2xx_and_writes_succeed_again_once_space_is_freed() {
-    let test = "a_full_disk_answers_503";
+fn a_full_disk_answers_503_never_2xx_and_healthz_recovers_with_no_write_once_space_is_freed() {
+    let test = "a_full_disk_answers_503_never_2xx_and_healthz_recovers";
     if !namespaces_work() {
         skip(
             test,
@@ -140,7 +190,7 @@ fn a_full_disk_answers_503_never_2xx_and_writes_succeed_again_once_space_is_free
     command
         .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
         .arg(
-            "mount -t tmpfs -o size=8m tmpfs \"$1\" && \
+            "mount -t tmpfs -o size=32m tmpfs \"$1\" && \
              exec \"$2\" serve --config \"$3\" --listen 127.0.0.1:0",
         )
         .arg("sh")
@@ -188,16 +238,48 @@ fn a_full_disk_answers_503_never_2xx_and_writes_succeed_again_once_space_is_free
             "the disk is still full"
         );
     }
-    assert_eq!(health(&client, &node.url), 503);
+    // A one-page probe said 200 on a disk like this one (not in every run: only when SQLite
+    // found a page to reuse).
+    stays_unready_over_probes(&client, &node.url, 3, "while the disk is full");
 
+    // Room for a commit of a few events, but less than a probe needs: still 503. This is where
+    // a one-page probe says 200 in every run.
+    let freed = 4 << 20;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ballast)
+        .and_then(|f| f.set_len(filled - freed))
+        .expect("free part of the disk");
+    assert!(freed < PROBE_BYTES);
+    stays_unready_over_probes(&client, &node.url, 2, "with less room than a probe needs");
+
+    // Freed: /healthz comes back with no write sent (as a load balancer sends none).
     std::fs::remove_file(&ballast).expect("free the disk");
-    // The client retries its refused batch; it goes through without restarting tally.
+    let mut polls = 0;
     wait_until(
-        "a write to succeed after the disk was freed",
+        "/healthz to say 200 after the disk was freed",
         RECOVERY,
-        || (sent.send(&client, &node.url, &refused_batch) == 200).then_some(()),
+        || {
+            let (status, body) = health_text(&client, &node.url);
+            polls += 1;
+            match status {
+                200 => Some(()),
+                503 => None,
+                other => panic!("/healthz answered {other}, poll {polls}: {body}"),
+            }
+        },
     );
-    assert_eq!(health(&client, &node.url), 200, "/healthz after recovery");
+    assert!(
+        !inside.join("tally.db-space-probe").exists(),
+        "the probe's file is removed"
+    );
+    // The client retries its refused batch: it goes through at once, without a restart.
+    assert_eq!(
+        sent.send(&client, &node.url, &refused_batch),
+        200,
+        "the first write after /healthz said 200"
+    );
+    assert_eq!(health(&client, &node.url), 200, "/healthz after the write");
     for _ in 0..5 {
         let ids = sent.ids(4);
         assert_eq!(sent.send(&client, &node.url, &ids), 200);
