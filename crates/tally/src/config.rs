@@ -324,6 +324,10 @@ fn postgres_config(s: &RawStore, problems: &mut Vec<Problem>) -> PostgresConfig 
             "store.url",
             "must be a postgres:// URL (postgres://user:password@host:port/database)",
         ));
+    } else if let Err(why) = tally_store::postgres::check_url(s.url.expose()) {
+        // sslmode, sslrootcert and the rest, without connecting or reading the CA file; the
+        // message never holds the URL.
+        problems.push(problem("store.url", why));
     }
     if !s.schema.is_empty() && !valid_schema_name(&s.schema) {
         problems.push(problem(
@@ -1104,6 +1108,35 @@ mod tests {
         let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["store.url", "store.schema", "store.pool_size"]);
         assert!(!err.to_string().contains("pw-secret-1234"), "{err}");
+    }
+
+    #[test]
+    fn store_url_tls_parameters_are_checked_by_config_check() {
+        let config = |url: &str| {
+            let file = format!("[store]\nkind = \"postgres\"\nurl = \"{url}\"\n");
+            load_from(Some(("f", &file)), &env(&[]), &Overrides::default())
+        };
+        let good = "postgres://tally:pw-secret-1234@db.internal/tally?sslmode=verify-full\
+                    &sslrootcert=/etc/tally/db-ca.pem";
+        let c = config(good).unwrap();
+        let StoreSettings::Postgres(p) = &c.store else {
+            panic!("postgres selected")
+        };
+        // The store reads the parameters itself when it opens.
+        assert_eq!(p.url.expose(), good);
+
+        for url in [
+            "postgres://tally:pw-secret-1234@db/tally?sslmode=verify_full",
+            "postgres://tally:pw-secret-1234@db/tally?sslmode=verify-ca",
+            "postgres://tally:pw-secret-1234@db/tally?sslmode=disable&sslrootcert=/ca.pem",
+        ] {
+            let err = config(url).unwrap_err();
+            let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(keys, ["store.url"], "{url}");
+            let text = err.to_string();
+            assert!(text.contains("sslmode"), "{text}");
+            assert!(!text.contains("pw-secret-1234"), "{text}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! row locks serialise merges into one event, and claims lease deliveries with
 //! `FOR UPDATE SKIP LOCKED`. Deadlocks between groups are retried with the whole group.
 //! Reads use the same connection pool. Migrations are applied on open under an advisory lock;
-//! a schema newer than the binary is refused.
+//! a schema newer than the binary is refused. TLS follows libpq's `sslmode` and `sslrootcert`
+//! in the URL (`tls.rs`), with rustls.
 
 mod batch;
 mod container;
@@ -18,7 +19,9 @@ mod schema;
 mod store;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod writer;
 
 pub use schema::{SCHEMA_VERSION, valid_schema_name};
 pub use store::{PostgresConfig, PostgresStore};
+pub use tls::check_url;

@@ -4,9 +4,9 @@
 //! transactional).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use super::store::PostgresConfig;
+use super::tls;
 use crate::StoreError;
 
 const MIGRATIONS: &[&str] = &[
@@ -41,19 +41,28 @@ pub fn valid_schema_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Parses the URL and builds the pool; connects nothing yet.
+/// Parses the URL and builds the pool with the TLS it asks for (reading the CA file, if any);
+/// connects nothing yet.
 pub(super) fn pool(config: &PostgresConfig) -> Result<(Pool, String), StoreError> {
-    let mut pg: tokio_postgres::Config =
-        config
-            .url
-            .expose()
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Open {
-                // The URL did not parse, so it cannot be described without echoing it.
-                path: "postgres (store.url)".to_owned(),
-                source: Box::new(e),
-            })?;
-    let target = describe(&pg);
+    // Until the URL parsed it cannot be described without echoing it.
+    let unparsed = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+        path: "postgres (store.url)".to_owned(),
+        source,
+    };
+    let (url, asked) = tls::split_url(config.url.expose()).map_err(|e| unparsed(e.into()))?;
+    let mut pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| unparsed(Box::new(e)))?;
+    let mode = tls::mode(&pg, &asked).map_err(|e| StoreError::Open {
+        path: describe(&pg),
+        source: e.into(),
+    })?;
+    let target = format!("{}?sslmode={}", describe(&pg), mode.as_str());
+    let (ssl_mode, tls) = tls::connector(mode, &asked).map_err(|e| StoreError::Open {
+        path: target.clone(),
+        source: e.into(),
+    })?;
+    pg.ssl_mode(ssl_mode);
     if pg.get_hosts().is_empty() {
         pg.host("localhost");
     }
@@ -80,7 +89,7 @@ pub(super) fn pool(config: &PostgresConfig) -> Result<(Pool, String), StoreError
     }
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

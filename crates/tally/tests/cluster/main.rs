@@ -3,7 +3,8 @@
 //! to strict Meta fakes in this process; leases are seconds long so takeovers happen in a test.
 //!
 //! PostgreSQL tests use `TALLY_TEST_POSTGRES_URL` (scripts/test starts a private server), a fresh
-//! schema each; without it they skip loudly, and fail with `CI=true`.
+//! schema each, or a private cluster of their own (`store_down`, `tls`); without PostgreSQL they
+//! skip loudly, and fail with `CI=true`.
 
 /// Harness: nodes, stores, a private PostgreSQL, per-incarnation Meta fakes, the load client,
 /// the exactly-once checks.
@@ -15,3 +16,5 @@ mod crash_loop;
 mod multi_node;
 /// A store that cannot write (full disk, stopped PostgreSQL): 503, never 2xx, then recovery.
 mod store_down;
+/// PostgreSQL over TLS: verified, encrypted sessions; wrong CA, host name, CA file, no TLS refused.
+mod tls;

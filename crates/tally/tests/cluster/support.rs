@@ -850,6 +850,15 @@ impl PrivatePostgres {
     /// Starts one; `None` (after saying so) when PostgreSQL is not installed; panics when it
     /// is not installed and `CI=true`.
     pub fn start(test: &str) -> Option<PrivatePostgres> {
+        PrivatePostgres::start_with(test, |_| {})
+    }
+
+    /// As [`PrivatePostgres::start`], with `configure` run between initdb and the first start
+    /// (to write certificates, `postgresql.conf` settings, `pg_hba.conf`).
+    pub fn start_with(
+        test: &str,
+        configure: impl FnOnce(&PrivatePostgres),
+    ) -> Option<PrivatePostgres> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .into_iter()
             .flatten()
@@ -905,8 +914,43 @@ impl PrivatePostgres {
             "UTF8",
             "--no-locale",
         ]));
+        configure(&pg);
         pg.resume();
         Some(pg)
+    }
+
+    /// Writes (or, with `append`, adds to) a file of the data directory, owned by the server's
+    /// user and readable by it alone (as PostgreSQL wants a key file).
+    pub fn write_data_file(&self, name: &str, contents: &str, append: bool) {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join("data").join(name);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        file.write_all(contents.as_bytes())
+            .expect("write a data file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        if self.as_postgres {
+            run(Command::new("chown").arg("postgres").arg(&path));
+        }
+    }
+
+    /// A superuser connection string over the unix socket (trusted by initdb's pg_hba.conf).
+    pub fn socket_conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn command(&self, tool: &str) -> Command {
