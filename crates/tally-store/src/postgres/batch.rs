@@ -27,6 +27,7 @@ use deadpool_postgres::Transaction;
 use tally_core::dedup::Candidate;
 use tally_core::event::{Event, SourceKind};
 use tally_core::timestamp::Timestamp;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::writer::{self, TxError, execute, query};
 use crate::model::{IngestItem, IngestOutcome, PlannedDelivery, person_keys};
@@ -301,13 +302,17 @@ impl Snapshot {
     }
 }
 
-/// Stored dedup keys among the run's (any epoch): by event ID, and by business key.
+/// Stored dedup keys among the run's (any epoch): by event ID, and by business key (name and
+/// value pairs, joined so that both columns reach the index: with `name = ANY AND
+/// dedup_value = ANY` PostgreSQL 15 looked up the name alone and filtered every stored
+/// purchase).
 pub(super) const STORED_KEYS: &str =
     "SELECT 'id' || chr(31) || name || chr(31) || event_id FROM events
   WHERE event_id = ANY ($1::text[])
  UNION ALL
- SELECT 'key' || chr(31) || name || chr(31) || dedup_value FROM events
-  WHERE name = ANY ($2::text[]) AND dedup_value = ANY ($3::text[])";
+ SELECT 'key' || chr(31) || e.name || chr(31) || e.dedup_value
+   FROM unnest($2::text[], $3::text[]) AS u (name, value)
+   JOIN events e ON e.name = u.name AND e.dedup_value = u.value";
 
 /// Identify links of the run's anonymous and external IDs.
 pub(super) const LINKS: &str = "SELECT anonymous_id, external_id FROM identity_links
@@ -331,6 +336,21 @@ pub(super) const CLICKS: &str =
 pub(super) const REVOCATIONS: &str =
     "SELECT person, at_ms FROM revocations WHERE person = ANY ($1::text[])";
 
+/// Runs one of the run's lookups (every parameter a `text[]`) as an unnamed statement, which
+/// PostgreSQL plans with the arrays it is given, in the same single round trip. A prepared
+/// statement soon runs a generic plan, and one made while the tables were still small stays a
+/// sequential scan as they grow: the key lookup of a fresh database scanned all of `events`
+/// for every group until autovacuum's first analyze.
+async fn lookup(
+    tx: &Transaction<'_>,
+    sql: &str,
+    arrays: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, TxError> {
+    let params: Vec<(&(dyn ToSql + Sync), Type)> =
+        arrays.iter().map(|a| (*a, Type::TEXT_ARRAY)).collect();
+    Ok(tx.query_typed(sql, &params).await?)
+}
+
 /// Reads what the run's decisions depend on, in one pipelined wave of four statements.
 async fn look_up(tx: &Transaction<'_>, candidates: &[&Candidate]) -> Result<Snapshot, TxError> {
     let mut snapshot = Snapshot::default();
@@ -347,9 +367,7 @@ async fn look_up(tx: &Transaction<'_>, candidates: &[&Candidate]) -> Result<Snap
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for c in candidates {
         if let Some(value) = &c.dedup_value {
-            if !names.contains(&c.event.name.as_str()) {
-                names.push(&c.event.name);
-            }
+            names.push(&c.event.name);
             values.push(value);
         }
         let user = &c.event.user;
@@ -359,24 +377,24 @@ async fn look_up(tx: &Transaction<'_>, candidates: &[&Candidate]) -> Result<Snap
         people.extend(person_keys(user));
     }
     let (stored, links, clicks, revocations) = tokio::try_join!(
-        async { query(tx, STORED_KEYS, &[&event_ids, &names, &values]).await },
+        async { lookup(tx, STORED_KEYS, &[&event_ids, &names, &values]).await },
         async {
             if anons.is_empty() && exts.is_empty() {
                 return Ok(Vec::new());
             }
-            query(tx, LINKS, &[&anons, &exts]).await
+            lookup(tx, LINKS, &[&anons, &exts]).await
         },
         async {
             if visitors.is_empty() {
                 return Ok(Vec::new());
             }
-            query(tx, CLICKS, &[&anons, &exts, &visitors]).await
+            lookup(tx, CLICKS, &[&anons, &exts, &visitors]).await
         },
         async {
             if people.is_empty() {
                 return Ok(Vec::new());
             }
-            query(tx, REVOCATIONS, &[&people]).await
+            lookup(tx, REVOCATIONS, &[&people]).await
         },
     )?;
     for r in &stored {
