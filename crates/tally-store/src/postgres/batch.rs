@@ -516,6 +516,9 @@ async fn write_new(
         }
         outcomes[p.slot] = Some(IngestOutcome::Accepted);
     }
+    // In key order, so two groups upserting the same visitors' rows lock them in one order
+    // instead of deadlocking.
+    clicks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     tokio::try_join!(
         people.write(tx),
         deliveries.write(tx),
