@@ -1077,7 +1077,7 @@ mod tests {
             url = "${DB_URL}"
             schema = "shop_one"
             pool_size = 8
-            committers = 2
+            committers = 3
             connect_timeout_ms = 1500
         "#;
         let url = "postgres://tally:pw-secret-1234@db.internal:5432/tally";
@@ -1092,7 +1092,7 @@ mod tests {
         };
         assert_eq!(p.url.expose(), url);
         assert_eq!(p.schema.as_deref(), Some("shop_one"));
-        assert_eq!((p.pool_size, p.committers), (8, 2));
+        assert_eq!((p.pool_size, p.committers), (8, 3));
         assert_eq!(p.connect_timeout, Duration::from_millis(1500));
         assert!(!format!("{c:?}").contains("pw-secret-1234"));
 

@@ -49,7 +49,9 @@ pub struct PostgresConfig {
     pub schema: Option<String>,
     /// Most connections this node opens (committers and reads share them).
     pub pool_size: usize,
-    /// Transactions this node runs at once; queued requests are folded into them.
+    /// Transactions this node runs at once; queued requests are folded into them. Fewer,
+    /// larger groups beat more, smaller ones on a database with few cores (docs/BENCHMARKS.md):
+    /// nodes x committers about the database's cores.
     pub committers: usize,
     /// Most items one transaction takes.
     pub max_group_items: usize,
@@ -68,7 +70,7 @@ impl PostgresConfig {
             url: Secret::new(url),
             schema: None,
             pool_size: 16,
-            committers: 4,
+            committers: 2,
             max_group_items: 8192,
             queue_capacity: 4096,
             enqueue_timeout: Duration::from_secs(5),
