@@ -300,6 +300,21 @@ async fn a_closed_store_refuses_writes() {
     assert!(store.ready().await.is_err());
 }
 
+/// The plan of `EXECUTE statement` (a statement prepared on `client`), as text.
+async fn explain(client: &tokio_postgres::Client, statement: &str) -> String {
+    client
+        .simple_query(&format!("EXPLAIN EXECUTE {statement}"))
+        .await
+        .expect("explain")
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Every new event of a known visitor runs this lookup as a prepared statement, which
 /// PostgreSQL soon runs with a generic plan: that plan must use the primary key, not scan the
 /// table (it did while the growing table was not analyzed yet, and ingest slowed as visitors
@@ -325,17 +340,7 @@ async fn the_remembered_click_lookup_uses_the_primary_key_in_its_generic_plan() 
         ))
         .await
         .expect("prepare");
-    let plan: String = client
-        .simple_query("EXPLAIN EXECUTE clicks(1, 'a-1', NULL)")
-        .await
-        .expect("explain")
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan = explain(&client, "clicks(1, 'a-1', NULL)").await;
     assert!(plan.contains("visitor_click_ids_pkey"), "{plan}");
     assert!(!plan.contains("Seq Scan on visitor_click_ids"), "{plan}");
     store.close().await;
@@ -392,17 +397,7 @@ async fn the_run_lookups_use_indexes_over_grown_unanalyzed_tables() {
             ),
             ("revocations('{anon:a-1}')", &["revocations"]),
         ] {
-            let plan: String = client
-                .simple_query(&format!("EXPLAIN EXECUTE {statement}"))
-                .await
-                .expect("explain")
-                .iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
+            let plan = explain(&client, statement).await;
             // An index looked up by its first column alone, the rest filtered row by row, is a
             // scan of every stored event of that name.
             assert!(

@@ -489,16 +489,7 @@ pub async fn click_memory_links_and_revocations_survive_a_reopen_in_any_order<S:
 pub async fn one_group_decides_its_events_as_if_they_arrived_one_by_one<S: TestStore>() {
     let (store, _guard) = S::for_test().await;
     store
-        .ingest(
-            NOW,
-            vec![IngestItem::Identify(IdentityLink {
-                at: NOW,
-                source: "web".into(),
-                anonymous_id: Some("v-20".into()),
-                external_id: Some("cust-20".into()),
-                identity: HashedIdentity::default(),
-            })],
-        )
+        .ingest(NOW, vec![link("v-20", "cust-20")])
         .await
         .unwrap();
     let older_click = event(
