@@ -7,7 +7,7 @@
 //! `= ANY($1)` queries, the inserts in one `unnest` statement per table.
 //!
 //! Why the lookups may run before the run is decided: the group already holds the advisory
-//! locks of every dedup key it carries ([`super::writer::lock_event_keys`]), and every tally
+//! locks of every dedup key it carries ([`lock_keys`]), and every tally
 //! transaction that inserts an event takes them first, so no other node can store an event
 //! with one of these keys until this transaction ends. An event with no stored row by either
 //! key is therefore new for the whole transaction, and nothing is locked or merged for it.
@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Transaction;
 use tally_core::dedup::Candidate;
-use tally_core::event::{Event, SourceKind};
+use tally_core::event::SourceKind;
 use tally_core::timestamp::Timestamp;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -33,11 +33,20 @@ use super::writer::{self, TxError, execute, query};
 use crate::model::{IngestItem, IngestOutcome, PlannedDelivery, person_keys};
 use crate::shared::{self, Remembered};
 
-/// Applies a group's items in order, writing runs of new events per table.
+/// Applies a group's items in order, writing runs of new events per table. First takes the
+/// advisory locks of every dedup key the group carries ([`lock_keys`]).
 pub(super) async fn apply_all(
     tx: &Transaction<'_>,
     items: &[(Timestamp, &IngestItem)],
 ) -> Result<Vec<IngestOutcome>, TxError> {
+    let dedup: Vec<Vec<String>> = items
+        .iter()
+        .map(|(_, item)| match item {
+            IngestItem::Event { candidate, .. } => dedup_keys(candidate),
+            _ => Vec::new(),
+        })
+        .collect();
+    lock_keys(tx, &dedup).await?;
     let mut outcomes: Vec<Option<IngestOutcome>> = vec![None; items.len()];
     let mut start = 0;
     while start < items.len() {
@@ -51,13 +60,41 @@ pub(super) async fn apply_all(
                 .iter()
                 .take_while(|(_, item)| in_run(item))
                 .count();
-        apply_run(tx, &items[start..end], &mut outcomes[start..end]).await?;
+        apply_run(
+            tx,
+            &items[start..end],
+            &dedup[start..end],
+            &mut outcomes[start..end],
+        )
+        .await?;
         start = end;
     }
     Ok(outcomes
         .into_iter()
         .map(|o| o.expect("every item of the group is answered"))
         .collect())
+}
+
+/// Takes a transaction-scoped advisory lock for each dedup key of the group's events, in one
+/// global order (sorted), before anything else. Two groups that share an event (the same batch
+/// sent to two nodes, a browser and a server copy) then run one after the other instead of
+/// locking rows in opposite orders: PostgreSQL takes `deadlock_timeout` (1 s) to find such a
+/// deadlock, and the groups that retried after it met again, until a request was answered 503.
+async fn lock_keys(tx: &Transaction<'_>, dedup: &[Vec<String>]) -> Result<(), TxError> {
+    let mut keys: Vec<&str> = dedup.iter().flatten().map(String::as_str).collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    // unnest keeps the array's order, so the locks are taken in sorted order.
+    query(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k",
+        &[&keys],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether an item may be part of a run: an event that is not a replay, or a quarantine row
@@ -72,14 +109,22 @@ fn in_run(item: &IngestItem) -> bool {
     )
 }
 
-/// The keys an event is deduplicated by, as the advisory locks name them.
-pub(super) fn dedup_keys(c: &Candidate) -> impl Iterator<Item = String> + '_ {
+/// The key of an event ID, as the advisory locks and the run name it.
+fn id_key(name: &str, event_id: &str) -> String {
+    format!("id\u{1f}{name}\u{1f}{event_id}")
+}
+
+/// The key of a business dedup value (e.g. an order ID).
+fn business_key(name: &str, value: &str) -> String {
+    format!("key\u{1f}{name}\u{1f}{value}")
+}
+
+/// The keys an event is deduplicated by.
+fn dedup_keys(c: &Candidate) -> Vec<String> {
     let name = &c.event.name;
-    std::iter::once(format!("id\u{1f}{name}\u{1f}{}", c.event.event_id)).chain(
-        c.dedup_value
-            .as_ref()
-            .map(|value| format!("key\u{1f}{name}\u{1f}{value}")),
-    )
+    let mut keys = vec![id_key(name, &c.event.event_id)];
+    keys.extend(c.dedup_value.as_deref().map(|v| business_key(name, v)));
+    keys
 }
 
 /// A remembered click as the table holds it: value, click time, expiry.
@@ -97,17 +142,32 @@ impl Click {
     }
 }
 
-type ClickKey = (String, &'static str);
-
 /// Remembered clicks by visitor key: each kind's current click.
 type ClicksByVisitor = HashMap<String, Vec<(&'static str, Click)>>;
 
-/// What the database held for the run's events before it started.
+/// An event item of the run, with the keys it is found by, made once.
+struct RunEvent<'a> {
+    slot: usize,
+    now: Timestamp,
+    item: &'a IngestItem,
+    candidate: &'a Candidate,
+    encoded: &'a str,
+    deliveries: &'a [PlannedDelivery],
+    click_ids_until: Option<Timestamp>,
+    dedup: &'a [String],
+    /// `person_keys`: revocations and `event_people`.
+    people: Vec<String>,
+    /// `visitor_keys`: the click memory.
+    visitors: Vec<String>,
+}
+
+/// What the database holds for the run's events, kept current by the run.
 #[derive(Default)]
 struct Snapshot {
-    /// Dedup keys with a stored row (any epoch).
+    /// Dedup keys with a stored row (any epoch), as looked up.
     stored_keys: HashSet<String>,
-    /// Remembered clicks by visitor key and kind.
+    /// Remembered clicks by visitor key and kind: the looked-up rows, then each click the run
+    /// remembers applied over them with the upsert's rule ([`remember`]).
     clicks: ClicksByVisitor,
     /// Visitor keys linked by identify: `anon:` key → `ext:` keys and back.
     links: HashMap<String, Vec<String>>,
@@ -117,187 +177,138 @@ struct Snapshot {
 
 /// A new event decided by the run, waiting for its run's next write.
 struct NewEvent<'a> {
-    slot: usize,
-    now: Timestamp,
-    item: &'a IngestItem,
-    candidate: &'a Candidate,
+    event: &'a RunEvent<'a>,
     body: std::borrow::Cow<'a, str>,
-    deliveries: &'a [PlannedDelivery],
     revoked: Option<Timestamp>,
-    remember_until: Option<Timestamp>,
 }
 
 async fn apply_run(
     tx: &Transaction<'_>,
     items: &[(Timestamp, &IngestItem)],
+    dedup: &[Vec<String>],
     outcomes: &mut [Option<IngestOutcome>],
 ) -> Result<(), TxError> {
-    let candidates: Vec<&Candidate> = items
-        .iter()
-        .filter_map(|(_, item)| match item {
-            IngestItem::Event { candidate, .. } => Some(candidate),
-            _ => None,
-        })
-        .collect();
-    let snapshot = look_up(tx, &candidates).await?;
-    let mut run_keys: HashSet<String> = HashSet::new();
-    // Clicks remembered by this run's earlier events, laid over the snapshot.
-    let mut remembered = ClicksByVisitor::new();
+    let mut events: Vec<RunEvent<'_>> = Vec::with_capacity(items.len());
+    for (slot, &(now, item)) in items.iter().enumerate() {
+        match item {
+            IngestItem::Event {
+                candidate,
+                encoded,
+                deliveries,
+                click_ids_until,
+                ..
+            } => events.push(RunEvent {
+                slot,
+                now,
+                item,
+                candidate,
+                encoded,
+                deliveries,
+                click_ids_until: *click_ids_until,
+                dedup: &dedup[slot],
+                people: person_keys(&candidate.event.user),
+                visitors: shared::visitor_keys(&candidate.event),
+            }),
+            // A quarantine row: written where it stands, it touches nothing the run reads.
+            _ => outcomes[slot] = Some(writer::apply(tx, now, item).await?),
+        }
+    }
+    let mut snapshot = look_up(tx, &events).await?;
+    let mut run_keys: HashSet<&str> = HashSet::new();
     let mut pending: Vec<NewEvent<'_>> = Vec::new();
 
-    for (slot, &(now, item)) in items.iter().enumerate() {
-        let IngestItem::Event {
-            candidate: c,
-            encoded,
-            deliveries,
-            click_ids_until,
-            ..
-        } = item
-        else {
-            // A quarantine row: written where it stands, it touches nothing the run reads.
-            outcomes[slot] = Some(writer::apply(tx, now, item).await?);
-            continue;
-        };
-        let keys: Vec<String> = dedup_keys(c).collect();
-        let known = keys
+    for ev in &events {
+        let c = ev.candidate;
+        let known = ev
+            .dedup
             .iter()
-            .any(|k| snapshot.stored_keys.contains(k) || run_keys.contains(k));
-        run_keys.extend(keys);
+            .any(|k| snapshot.stored_keys.contains(k) || run_keys.contains(k.as_str()));
+        run_keys.extend(ev.dedup.iter().map(String::as_str));
         if known {
             write_new(tx, std::mem::take(&mut pending), outcomes).await?;
-            let outcome = writer::apply(tx, now, item).await?;
+            let outcome = writer::apply(tx, ev.now, ev.item).await?;
             if matches!(
                 outcome,
                 IngestOutcome::Accepted | IngestOutcome::Duplicate { .. }
-            ) && let Some(until) = click_ids_until
+            ) && let Some(until) = ev.click_ids_until
             {
-                remember(&mut remembered, &c.event, *until);
+                remember(&mut snapshot.clicks, ev, until);
             }
-            outcomes[slot] = Some(outcome);
+            outcomes[ev.slot] = Some(outcome);
             continue;
         }
-        let attached =
-            shared::with_remembered(&c.event, snapshot.remembered_for(&c.event, &remembered));
+        let attached = shared::with_remembered(&c.event, snapshot.remembered_for(ev));
         let body = match &attached {
             Some(enriched) => std::borrow::Cow::Owned(serde_json::to_string(enriched)?),
-            None => std::borrow::Cow::Borrowed(encoded.as_str()),
+            None => std::borrow::Cow::Borrowed(ev.encoded),
         };
-        if let Some(until) = click_ids_until {
-            remember(&mut remembered, &c.event, *until);
+        if let Some(until) = ev.click_ids_until {
+            remember(&mut snapshot.clicks, ev, until);
         }
         pending.push(NewEvent {
-            slot,
-            now,
-            item,
-            candidate: c,
+            event: ev,
             body,
-            deliveries,
-            revoked: snapshot.revoked_at(&c.event),
-            remember_until: *click_ids_until,
+            revoked: snapshot.revoked_at(ev),
         });
     }
     write_new(tx, pending, outcomes).await
 }
 
-/// Records `event`'s click IDs as remembered for its visitor keys, as the upsert would.
-fn remember(remembered: &mut ClicksByVisitor, event: &Event, until: Timestamp) {
-    for (visitor, kind, click) in clicks_to_remember(event, until) {
-        let kinds = remembered.entry(visitor).or_default();
-        match kinds.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, held)) if click.replaces(held) => *held = click,
-            Some(_) => {}
-            None => kinds.push((kind, click)),
+/// Records `ev`'s click IDs as remembered for its visitor keys, as the upsert would: a click
+/// replaces the one held for its visitor and kind unless that one is newer.
+fn remember(clicks: &mut ClicksByVisitor, ev: &RunEvent<'_>, until: Timestamp) {
+    let e = &ev.candidate.event;
+    let clicked_ms = e.user.click_ids.clicked_at.unwrap_or(e.timestamp).millis();
+    for (kind, value) in e.user.click_ids.named() {
+        let Some(value) = value else { continue };
+        for visitor in &ev.visitors {
+            let click = Click {
+                value: value.clone(),
+                clicked_ms,
+                expires_ms: until.millis(),
+            };
+            let kinds = clicks.entry(visitor.clone()).or_default();
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, held)) if click.replaces(held) => *held = click,
+                Some(_) => {}
+                None => kinds.push((kind, click)),
+            }
         }
     }
-}
-
-/// The `visitor_click_ids` rows an event remembers: each click ID for each visitor key.
-fn clicks_to_remember(
-    event: &Event,
-    until: Timestamp,
-) -> impl Iterator<Item = (String, &'static str, Click)> + '_ {
-    let visitors = shared::visitor_keys(event);
-    let clicked = event
-        .user
-        .click_ids
-        .clicked_at
-        .unwrap_or(event.timestamp)
-        .millis();
-    event
-        .user
-        .click_ids
-        .named()
-        .filter_map(|(kind, value)| value.as_ref().map(|v| (kind, v)))
-        .flat_map(move |(kind, value)| {
-            visitors.clone().into_iter().map(move |visitor| {
-                (
-                    visitor,
-                    kind,
-                    Click {
-                        value: value.clone(),
-                        clicked_ms: clicked,
-                        expires_ms: until.millis(),
-                    },
-                )
-            })
-        })
 }
 
 impl Snapshot {
-    /// The visitor keys whose remembered clicks a new event receives: its own and those linked
-    /// to them by identify (as [`super::people::REMEMBERED_CLICKS`] finds them).
-    fn visitors_of(&self, event: &Event) -> Vec<String> {
-        let own = shared::visitor_keys(event);
-        let mut all = own.clone();
-        for key in &own {
+    /// The unexpired clicks remembered for `ev`'s visitors, newest click first: its own
+    /// visitor keys and those linked to them by identify (as
+    /// [`super::people::REMEMBERED_CLICKS`] finds them).
+    fn remembered_for(&self, ev: &RunEvent<'_>) -> Vec<Remembered> {
+        let at = ev.candidate.event.timestamp.millis();
+        let mut visitors: Vec<&String> = ev.visitors.iter().collect();
+        for key in &ev.visitors {
             for linked in self.links.get(key).into_iter().flatten() {
-                if !all.contains(linked) {
-                    all.push(linked.clone());
+                if !visitors.contains(&linked) {
+                    visitors.push(linked);
                 }
             }
         }
-        all
-    }
-
-    /// The unexpired clicks remembered for `event`'s visitors, newest click first: the
-    /// snapshot's rows, each replaced by what the run remembered since where that wins.
-    fn remembered_for(&self, event: &Event, run: &ClicksByVisitor) -> Vec<Remembered> {
-        let at = event.timestamp.millis();
-        let mut rows: Vec<Remembered> = Vec::new();
-        for visitor in self.visitors_of(event) {
-            let stored = self.clicks.get(&visitor).map(Vec::as_slice).unwrap_or(&[]);
-            let since_run = run.get(&visitor).map(Vec::as_slice).unwrap_or(&[]);
-            let mut kinds: Vec<&'static str> = stored.iter().map(|(k, _)| *k).collect();
-            for (k, _) in since_run {
-                if !kinds.contains(k) {
-                    kinds.push(k);
-                }
-            }
-            for kind in kinds {
-                let before = stored.iter().find(|(k, _)| *k == kind).map(|(_, c)| c);
-                let since = since_run.iter().find(|(k, _)| *k == kind).map(|(_, c)| c);
-                let current = match (before, since) {
-                    (Some(b), Some(s)) if s.replaces(b) => s,
-                    (Some(b), _) => b,
-                    (None, Some(s)) => s,
-                    (None, None) => continue,
-                };
-                if current.expires_ms > at {
-                    rows.push((kind.to_owned(), current.value.clone(), current.clicked_ms));
-                }
-            }
-        }
+        let mut rows: Vec<Remembered> = visitors
+            .into_iter()
+            .filter_map(|v| self.clicks.get(v))
+            .flatten()
+            .filter(|(_, c)| c.expires_ms > at)
+            .map(|(kind, c)| ((*kind).to_owned(), c.value.clone(), c.clicked_ms))
+            .collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.2));
         rows
     }
 
-    /// When a person `event` is about revoked consent at or after the event's time.
-    fn revoked_at(&self, event: &Event) -> Option<Timestamp> {
-        person_keys(&event.user)
+    /// When a person `ev` is about revoked consent at or after the event's time.
+    fn revoked_at(&self, ev: &RunEvent<'_>) -> Option<Timestamp> {
+        ev.people
             .iter()
             .filter_map(|k| self.revocations.get(k).copied())
             .max()
-            .filter(|at| *at >= event.timestamp.millis())
+            .filter(|at| *at >= ev.candidate.event.timestamp.millis())
             .map(Timestamp::from_millis)
     }
 }
@@ -305,12 +316,11 @@ impl Snapshot {
 /// Stored dedup keys among the run's (any epoch): by event ID, and by business key (name and
 /// value pairs, joined so that both columns reach the index: with `name = ANY AND
 /// dedup_value = ANY` PostgreSQL 15 looked up the name alone and filtered every stored
-/// purchase).
-pub(super) const STORED_KEYS: &str =
-    "SELECT 'id' || chr(31) || name || chr(31) || event_id FROM events
+/// purchase). Each row is a name with an event ID or with a business value.
+pub(super) const STORED_KEYS: &str = "SELECT name, event_id, NULL FROM events
   WHERE event_id = ANY ($1::text[])
  UNION ALL
- SELECT 'key' || chr(31) || e.name || chr(31) || e.dedup_value
+ SELECT e.name, NULL, e.dedup_value
    FROM unnest($2::text[], $3::text[]) AS u (name, value)
    JOIN events e ON e.name = u.name AND e.dedup_value = u.value";
 
@@ -321,8 +331,9 @@ pub(super) const LINKS: &str = "SELECT anonymous_id, external_id FROM identity_l
  SELECT anonymous_id, external_id FROM identity_links
   WHERE external_id = ANY ($2::text[]) AND anonymous_id IS NOT NULL";
 
-/// Remembered clicks of the run's visitors and of the visitors linked to them. `= ANY
-/// (ARRAY(...))` keeps the primary-key lookup in the generic plan (see
+/// Remembered clicks of the run's visitors and of the visitors linked to them. It follows the
+/// links itself rather than waiting for [`LINKS`], so both go out in the same round trip.
+/// `= ANY (ARRAY(...))` keeps the primary-key lookup in a generic plan (see
 /// [`super::people::REMEMBERED_CLICKS`]).
 pub(super) const CLICKS: &str =
     "SELECT visitor, kind, value, clicked_ms, expires_ms FROM visitor_click_ids
@@ -352,29 +363,28 @@ async fn lookup(
 }
 
 /// Reads what the run's decisions depend on, in one pipelined wave of four statements.
-async fn look_up(tx: &Transaction<'_>, candidates: &[&Candidate]) -> Result<Snapshot, TxError> {
+async fn look_up(tx: &Transaction<'_>, events: &[RunEvent<'_>]) -> Result<Snapshot, TxError> {
     let mut snapshot = Snapshot::default();
-    if candidates.is_empty() {
+    if events.is_empty() {
         return Ok(snapshot);
     }
-    let event_ids: Vec<&str> = candidates
+    let event_ids: Vec<&str> = events
         .iter()
-        .map(|c| c.event.event_id.as_str())
+        .map(|ev| ev.candidate.event.event_id.as_str())
         .collect();
-    let mut names: Vec<&str> = Vec::new();
-    let mut values: Vec<&str> = Vec::new();
+    let (mut names, mut values): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let (mut anons, mut exts, mut visitors, mut people) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for c in candidates {
-        if let Some(value) = &c.dedup_value {
-            names.push(&c.event.name);
+    for ev in events {
+        let e = &ev.candidate.event;
+        if let Some(value) = &ev.candidate.dedup_value {
+            names.push(&e.name);
             values.push(value);
         }
-        let user = &c.event.user;
-        anons.extend(user.anonymous_id.as_deref());
-        exts.extend(user.identity.external_id.as_deref());
-        visitors.extend(shared::visitor_keys(&c.event));
-        people.extend(person_keys(user));
+        anons.extend(e.user.anonymous_id.as_deref());
+        exts.extend(e.user.identity.external_id.as_deref());
+        visitors.extend(ev.visitors.iter().map(String::as_str));
+        people.extend(ev.people.iter().map(String::as_str));
     }
     let (stored, links, clicks, revocations) = tokio::try_join!(
         async { lookup(tx, STORED_KEYS, &[&event_ids, &names, &values]).await },
@@ -398,7 +408,12 @@ async fn look_up(tx: &Transaction<'_>, candidates: &[&Candidate]) -> Result<Snap
         },
     )?;
     for r in &stored {
-        snapshot.stored_keys.insert(r.try_get(0)?);
+        let name: &str = r.try_get(0)?;
+        let key = match r.try_get::<_, Option<&str>>(1)? {
+            Some(event_id) => id_key(name, event_id),
+            None => business_key(name, r.try_get(2)?),
+        };
+        snapshot.stored_keys.insert(key);
     }
     for r in &links {
         let anon: String = r.try_get(0)?;
@@ -479,53 +494,52 @@ async fn write_new(
         ],
     )
     .await?;
-    let mut rowids: HashMap<(String, String), i64> = HashMap::with_capacity(inserted.len());
+    // The run's pending events have distinct event IDs (a repeated key goes the careful way).
+    let mut rowids: HashMap<&str, (&str, i64)> = HashMap::with_capacity(inserted.len());
     for r in &inserted {
-        rowids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
+        rowids.insert(r.try_get(2)?, (r.try_get(1)?, r.try_get(0)?));
     }
 
     let mut people = PeopleColumns::default();
     let mut deliveries = DeliveryColumns::default();
-    let mut clicks: Vec<(ClickKey, Click)> = Vec::new();
-    let mut click_slots: HashMap<ClickKey, usize> = HashMap::new();
+    // One upsert cannot touch a row twice: each (visitor, kind) pair's winner, by the upsert's
+    // own rule.
+    let mut clicks = ClicksByVisitor::new();
     let mut raced = Vec::new();
     for p in &pending {
-        let e = &p.candidate.event;
-        let Some(&rowid) = rowids.get(&(e.name.clone(), e.event_id.clone())) else {
-            raced.push(p);
-            continue;
+        let ev = p.event;
+        let e = &ev.candidate.event;
+        let rowid = match rowids.get(e.event_id.as_str()) {
+            Some(&(name, rowid)) if name == e.name => rowid,
+            _ => {
+                raced.push(ev);
+                continue;
+            }
         };
-        for key in person_keys(&e.user) {
+        for key in &ev.people {
             people.rowids.push(rowid);
             people.keys.push(key);
         }
         deliveries.push(p, rowid);
-        if let Some(until) = p.remember_until {
-            for (visitor, kind, click) in clicks_to_remember(e, until) {
-                // One upsert cannot touch a row twice: keep the winner of each pair.
-                let key = (visitor, kind);
-                match click_slots.get(&key) {
-                    Some(&i) if click.replaces(&clicks[i].1) => clicks[i].1 = click,
-                    Some(_) => {}
-                    None => {
-                        click_slots.insert(key.clone(), clicks.len());
-                        clicks.push((key, click));
-                    }
-                }
-            }
+        if let Some(until) = ev.click_ids_until {
+            remember(&mut clicks, ev, until);
         }
-        outcomes[p.slot] = Some(IngestOutcome::Accepted);
+        outcomes[ev.slot] = Some(IngestOutcome::Accepted);
     }
     // In key order, so two groups upserting the same visitors' rows lock them in one order
     // instead of deadlocking.
-    clicks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut clicks: Vec<(&String, &'static str, &Click)> = clicks
+        .iter()
+        .flat_map(|(visitor, kinds)| kinds.iter().map(move |(kind, c)| (visitor, *kind, c)))
+        .collect();
+    clicks.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     tokio::try_join!(
         people.write(tx),
         deliveries.write(tx),
         write_clicks(tx, &clicks)
     )?;
-    for p in raced {
-        outcomes[p.slot] = Some(writer::apply(tx, p.now, p.item).await?);
+    for ev in raced {
+        outcomes[ev.slot] = Some(writer::apply(tx, ev.now, ev.item).await?);
     }
     Ok(())
 }
@@ -546,11 +560,12 @@ struct EventColumns<'a> {
 
 impl<'a> EventColumns<'a> {
     fn push(&mut self, p: &'a NewEvent<'a>) -> Result<(), TxError> {
-        let e = &p.candidate.event;
+        let e = &p.event.candidate.event;
         self.names.push(&e.name);
         self.event_ids.push(&e.event_id);
-        self.dedup_values.push(p.candidate.dedup_value.as_deref());
-        self.first_seen.push(p.now.millis());
+        self.dedup_values
+            .push(p.event.candidate.dedup_value.as_deref());
+        self.first_seen.push(p.event.now.millis());
         self.event_time.push(e.timestamp.millis());
         self.has_browser.push(e.source_kind == SourceKind::Browser);
         self.sources.push(&e.source);
@@ -562,12 +577,12 @@ impl<'a> EventColumns<'a> {
 }
 
 #[derive(Default)]
-struct PeopleColumns {
+struct PeopleColumns<'a> {
     rowids: Vec<i64>,
-    keys: Vec<String>,
+    keys: Vec<&'a str>,
 }
 
-impl PeopleColumns {
+impl PeopleColumns<'_> {
     async fn write(&self, tx: &Transaction<'_>) -> Result<(), TxError> {
         if self.rowids.is_empty() {
             return Ok(());
@@ -599,7 +614,7 @@ impl<'a> DeliveryColumns<'a> {
     /// A new event's deliveries: pending, or withheld when the person revoked consent at or
     /// after the event's time (as [`super::writer`] creates them one by one).
     fn push(&mut self, p: &NewEvent<'a>, rowid: i64) {
-        for d in p.deliveries {
+        for d in p.event.deliveries {
             self.rowids.push(rowid);
             self.destinations.push(&d.destination);
             let (state, reason) = match p.revoked {
@@ -610,7 +625,7 @@ impl<'a> DeliveryColumns<'a> {
             self.reasons.push(reason);
             self.not_before.push(d.not_before.millis());
             self.deadlines.push(d.deadline.millis());
-            self.updated.push(p.now.millis());
+            self.updated.push(p.event.now.millis());
             self.test.push(d.test);
         }
     }
@@ -643,15 +658,18 @@ impl<'a> DeliveryColumns<'a> {
 
 /// Remembers clicks (distinct `(visitor, kind)` pairs) in one upsert; a newer click replaces
 /// an older one of the same kind.
-async fn write_clicks(tx: &Transaction<'_>, clicks: &[(ClickKey, Click)]) -> Result<(), TxError> {
+async fn write_clicks(
+    tx: &Transaction<'_>,
+    clicks: &[(&String, &'static str, &Click)],
+) -> Result<(), TxError> {
     if clicks.is_empty() {
         return Ok(());
     }
-    let visitors: Vec<&str> = clicks.iter().map(|((v, _), _)| v.as_str()).collect();
-    let kinds: Vec<&str> = clicks.iter().map(|((_, k), _)| *k).collect();
-    let values: Vec<&str> = clicks.iter().map(|(_, c)| c.value.as_str()).collect();
-    let clicked: Vec<i64> = clicks.iter().map(|(_, c)| c.clicked_ms).collect();
-    let expires: Vec<i64> = clicks.iter().map(|(_, c)| c.expires_ms).collect();
+    let visitors: Vec<&str> = clicks.iter().map(|(v, _, _)| v.as_str()).collect();
+    let kinds: Vec<&str> = clicks.iter().map(|(_, k, _)| *k).collect();
+    let values: Vec<&str> = clicks.iter().map(|(_, _, c)| c.value.as_str()).collect();
+    let clicked: Vec<i64> = clicks.iter().map(|(_, _, c)| c.clicked_ms).collect();
+    let expires: Vec<i64> = clicks.iter().map(|(_, _, c)| c.expires_ms).collect();
     execute(
         tx,
         "INSERT INTO visitor_click_ids (visitor, kind, value, clicked_ms, expires_ms)

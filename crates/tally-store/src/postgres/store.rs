@@ -16,7 +16,7 @@ use super::batch;
 use super::container;
 use super::read;
 use super::schema;
-use super::writer::{self, TxError};
+use super::writer::TxError;
 use crate::container::*;
 use crate::model::*;
 use crate::{Store, StoreError};
@@ -317,7 +317,6 @@ async fn try_commit(
     group: &[WriteRequest],
 ) -> Result<Vec<Vec<IngestOutcome>>, TxError> {
     let tx = client.transaction().await?;
-    writer::lock_event_keys(&tx, group.iter().flat_map(|r| &r.items)).await?;
     let items: Vec<(Timestamp, &IngestItem)> = group
         .iter()
         .flat_map(|r| r.items.iter().map(move |item| (r.now, item)))

@@ -79,38 +79,6 @@ async fn query_opt(
     Ok(tx.query_opt(&stmt, params).await?)
 }
 
-/// Takes a transaction-scoped advisory lock for each dedup key (event name + event ID, event
-/// name + business key) of the group's events, in one global order (the keys sorted), before
-/// anything else. Two groups that share an event (the same batch sent to two nodes, a
-/// browser and a server copy) then run one after the other instead of locking rows in opposite
-/// orders: PostgreSQL takes `deadlock_timeout` (1 s) to find such a deadlock, and the groups
-/// that retried after it met again, until a request was answered 503.
-pub(super) async fn lock_event_keys<'a>(
-    tx: &Transaction<'_>,
-    items: impl Iterator<Item = &'a IngestItem>,
-) -> Result<(), TxError> {
-    let mut keys: Vec<String> = items
-        .filter_map(|item| match item {
-            IngestItem::Event { candidate, .. } => Some(super::batch::dedup_keys(candidate)),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    if keys.is_empty() {
-        return Ok(());
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    // unnest keeps the array's order, so the locks are taken in sorted order.
-    query(
-        tx,
-        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k",
-        &[&keys],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Applies one item inside the group's transaction.
 pub(super) async fn apply(
     tx: &Transaction<'_>,
